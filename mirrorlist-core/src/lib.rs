@@ -1,0 +1,24 @@
+//! `mirrorlist-core`: what every part of the mirrorlist service shares.
+//!
+//! # Layout
+//!
+//! - [`model`]: the data model: hosts, host-category URLs, directories with
+//!   their hosts grouped for selection, repositories, redirects, file details
+//!   for metalinks, the continent table.
+//! - [`cachefile`]: the cache file (magic, format version, build time,
+//!   checksum, payload); atomic writing and strict decoding.
+//! - [`protocol`]: the frames the HTTP front end and the server exchange over
+//!   a Unix socket (length-prefixed, versioned, pipelined).
+//! - `codec`: the payload encoding, named in that one module only.
+//!
+//! Nothing here does network I/O or needs an async runtime: the server, the
+//! front end and the builder bring their own.
+
+#![forbid(unsafe_code)]
+
+pub mod cachefile;
+mod codec;
+pub mod model;
+pub mod protocol;
+
+pub use codec::DecodeError;

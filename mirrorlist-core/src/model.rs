@@ -1,0 +1,493 @@
+//! The data model: everything `mirrorlist-server` needs to answer a request,
+//! as `cache-builder` writes it into the cache file.
+//!
+//! The model is shaped after MirrorManager's mirrorlist cache so that both our
+//! own mirror description and MirrorManager2's `mirrorlist_cache.proto` map
+//! onto it without loss: hosts, host-category URLs (a category's top URL on
+//! one host), directories with the hosts that carry them grouped the way
+//! selection wants them, the repo+arch → directory map, redirects, disabled
+//! repositories, file details for metalinks, and the continent table.
+//!
+//! Hosts and host-category URLs are referred to by their index in
+//! [`Cache::hosts`] and [`Cache::host_urls`] (a `u32`), not by the operator's
+//! ids, so that lookups while serving are plain slice indexing. Every list the
+//! server searches is sorted here, at build time, so that the server can use
+//! binary search or build its indexes in one pass.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Index of a host in [`Cache::hosts`].
+pub type HostIdx = u32;
+/// Index of a host-category URL in [`Cache::host_urls`].
+pub type UrlIdx = u32;
+
+/// A two-letter country code (ISO 3166-1 alpha-2, upper case), stored inline
+/// so that comparisons and map keys cost no allocation.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Country(pub [u8; 2]);
+
+impl Country {
+    /// Parses a two-letter code, case-insensitively. Returns `None` for
+    /// anything that is not exactly two ASCII letters.
+    pub fn parse(s: &str) -> Option<Country> {
+        let b = s.as_bytes();
+        if b.len() == 2 && b[0].is_ascii_alphabetic() && b[1].is_ascii_alphabetic() {
+            Some(Country([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()]))
+        } else {
+            None
+        }
+    }
+
+    /// The code as a string slice (always two ASCII upper-case letters).
+    pub fn as_str(&self) -> &str {
+        // Both bytes are ASCII letters by construction.
+        std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+}
+
+impl std::fmt::Debug for Country {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Country {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which address families a host is known to serve.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Families {
+    /// Not known: the host is offered to every client.
+    #[default]
+    Unknown,
+    /// IPv4 only: not offered to IPv6 clients.
+    Ipv4,
+    /// IPv6 only: not offered to IPv4 clients.
+    Ipv6,
+    /// Both families.
+    Both,
+}
+
+impl Families {
+    /// Whether a client reaching us over `addr`'s family may be sent here.
+    pub fn serves(self, addr: &IpAddr) -> bool {
+        match (self, addr) {
+            (Families::Unknown | Families::Both, _) => true,
+            (Families::Ipv4, IpAddr::V4(_)) => true,
+            (Families::Ipv6, IpAddr::V6(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The URL scheme of a host-category URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    /// `https://`
+    Https,
+    /// `http://`
+    Http,
+    /// `ftp://`
+    Ftp,
+    /// `rsync://`
+    Rsync,
+}
+
+impl Protocol {
+    /// The protocol of a URL, from its scheme; `None` for other schemes.
+    pub fn of_url(url: &str) -> Option<Protocol> {
+        let (scheme, _) = url.split_once("://")?;
+        Protocol::parse(scheme)
+    }
+
+    /// Parses a protocol name as used in `protocol=` (case-insensitive).
+    pub fn parse(name: &str) -> Option<Protocol> {
+        if name.eq_ignore_ascii_case("https") {
+            Some(Protocol::Https)
+        } else if name.eq_ignore_ascii_case("http") {
+            Some(Protocol::Http)
+        } else if name.eq_ignore_ascii_case("ftp") {
+            Some(Protocol::Ftp)
+        } else if name.eq_ignore_ascii_case("rsync") {
+            Some(Protocol::Rsync)
+        } else {
+            None
+        }
+    }
+
+    /// The lower-case name, as in a metalink's `protocol` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Https => "https",
+            Protocol::Http => "http",
+            Protocol::Ftp => "ftp",
+            Protocol::Rsync => "rsync",
+        }
+    }
+}
+
+/// The whole cache: what one cache file holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cache {
+    /// When the cache was built, Unix seconds.
+    pub built_at: u64,
+    /// Where the data came from, for `inspect` and logs (e.g. the config path).
+    pub source: String,
+    /// Product categories ("Fedora Linux", "EPEL"), in description order.
+    pub categories: Vec<Category>,
+    /// All hosts; [`HostIdx`] indexes this list.
+    pub hosts: Vec<Host>,
+    /// Host-category URLs; [`UrlIdx`] indexes this list.
+    pub host_urls: Vec<HostUrl>,
+    /// Directories, sorted by `path`.
+    pub directories: Vec<Directory>,
+    /// `(repo, arch)` → directory, sorted by `(repo, arch)`.
+    pub repos: Vec<Repo>,
+    /// Repository renames, sorted by `from`. Applied before lookup.
+    pub repo_redirects: Vec<RepoRedirect>,
+    /// Disabled repository names, sorted.
+    pub disabled_repos: Vec<String>,
+    /// File details for metalinks, sorted by `directory`.
+    pub file_details: Vec<DirectoryFiles>,
+    /// Country → continent, sorted by country.
+    pub country_continent: Vec<(Country, String)>,
+    /// Country → continent overrides, applied over `country_continent`.
+    pub continent_overrides: Vec<(Country, String)>,
+    /// Netblock → country overrides of the GeoIP answer, most specific first.
+    pub netblock_countries: Vec<(IpNet, Country)>,
+}
+
+/// A product category: a subtree of the master tree mirrored as one unit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Category {
+    /// Display name, e.g. "Fedora Linux".
+    pub name: String,
+    /// Top directory in the master tree, e.g. `fedora/linux`; empty when
+    /// unknown (an imported MirrorManager2 cache does not say).
+    pub topdir: String,
+}
+
+/// A mirror host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    /// The operator's id (MirrorManager's host id, or the position in the
+    /// description). Shown in logs and `inspect`, never used for lookups.
+    pub id: u32,
+    /// Host name as the operator knows it.
+    pub name: String,
+    /// The site (organisation) that runs the host, if known.
+    pub site: String,
+    /// Where the host is.
+    pub country: Country,
+    /// Relative bandwidth: the weight of the shuffle. At least 1.
+    pub bandwidth: u32,
+    /// Private hosts are offered only to clients matched by netblock or ASN.
+    pub private: bool,
+    /// When non-empty, the only client countries this host serves (sorted).
+    pub allowed_countries: Vec<Country>,
+    /// The host's own netblocks: clients inside them get this host first.
+    pub netblocks: Vec<IpNet>,
+    /// Autonomous systems whose clients get this host (when `asn_clients`).
+    pub asns: Vec<u32>,
+    /// Whether clients in the host's ASNs are sent here first.
+    pub asn_clients: bool,
+    /// Address families the host serves.
+    pub families: Families,
+}
+
+/// A category's top URL on one host, e.g. `https://mirror.example/fedora`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostUrl {
+    /// The host that serves this URL.
+    pub host: HostIdx,
+    /// The URL, without a trailing slash.
+    pub url: String,
+    /// Its scheme.
+    pub protocol: Protocol,
+}
+
+/// A directory of the master tree and the hosts that carry it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    /// Path relative to the master tree, no leading or trailing slash.
+    pub path: String,
+    /// Appended (after a `/`) to a host-category URL to reach this directory.
+    pub subpath: String,
+    /// Public hosts that carry it, sorted.
+    pub global: Vec<HostIdx>,
+    /// Country → public hosts there that carry it; sorted by country.
+    pub by_country: Vec<(Country, Vec<HostIdx>)>,
+    /// Every host that carries it (private ones too) with the host-category
+    /// URLs that reach it; sorted by host.
+    pub by_host: Vec<(HostIdx, Vec<UrlIdx>)>,
+    /// MirrorManager's "ordered" flag.
+    pub ordered: bool,
+}
+
+/// A repository name + architecture mapped to a directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repo {
+    /// Repository name, e.g. `fedora-42`.
+    pub name: String,
+    /// Architecture, e.g. `x86_64`.
+    pub arch: String,
+    /// Index in [`Cache::directories`].
+    pub directory: u32,
+}
+
+/// A repository rename: requests for `from` are answered as for `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoRedirect {
+    /// The name clients ask for.
+    pub from: String,
+    /// The name it is answered as.
+    pub to: String,
+}
+
+/// The files of one directory that metalinks describe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryFiles {
+    /// Directory path relative to the master tree (e.g. `…/os/repodata`).
+    pub directory: String,
+    /// Files, sorted by name.
+    pub files: Vec<FileEntry>,
+}
+
+/// One file and its known versions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// File name, e.g. `repomd.xml`.
+    pub name: String,
+    /// Versions, newest first. The first is current; the rest are alternates.
+    pub versions: Vec<FileDetails>,
+}
+
+/// Size, time and hashes of one version of a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDetails {
+    /// Modification time, Unix seconds.
+    pub timestamp: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lower-case hex digests; empty when unknown.
+    pub md5: String,
+    /// SHA-1, lower-case hex.
+    pub sha1: String,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+    /// SHA-512, lower-case hex.
+    pub sha512: String,
+}
+
+/// Counts shown by `cache-builder inspect` and the server at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Number of hosts.
+    pub hosts: usize,
+    /// Distinct host countries.
+    pub countries: usize,
+    /// Categories.
+    pub categories: usize,
+    /// Directories.
+    pub directories: usize,
+    /// repo+arch pairs.
+    pub repos: usize,
+    /// Files with details (current versions).
+    pub files: usize,
+    /// Alternate (older) versions kept.
+    pub alternates: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} hosts, {} countries, {} categories, {} directories, {} repositories, {} files ({} alternates)",
+            self.hosts,
+            self.countries,
+            self.categories,
+            self.directories,
+            self.repos,
+            self.files,
+            self.alternates
+        )
+    }
+}
+
+impl Cache {
+    /// Counts of what the cache holds.
+    pub fn summary(&self) -> Summary {
+        let mut countries: Vec<Country> = self.hosts.iter().map(|h| h.country).collect();
+        countries.sort_unstable();
+        countries.dedup();
+        let files = self.file_details.iter().map(|d| d.files.len()).sum();
+        let alternates = self
+            .file_details
+            .iter()
+            .flat_map(|d| &d.files)
+            .map(|f| f.versions.len().saturating_sub(1))
+            .sum();
+        Summary {
+            hosts: self.hosts.len(),
+            countries: countries.len(),
+            categories: self.categories.len(),
+            directories: self.directories.len(),
+            repos: self.repos.len(),
+            files,
+            alternates,
+        }
+    }
+
+    /// Finds a directory by path (binary search; `directories` is sorted).
+    pub fn directory(&self, path: &str) -> Option<(u32, &Directory)> {
+        let i = self
+            .directories
+            .binary_search_by(|d| d.path.as_str().cmp(path))
+            .ok()?;
+        Some((i as u32, &self.directories[i]))
+    }
+
+    /// Finds the directory of a repo+arch pair.
+    pub fn repo(&self, name: &str, arch: &str) -> Option<&Repo> {
+        let i = self
+            .repos
+            .binary_search_by(|r| (r.name.as_str(), r.arch.as_str()).cmp(&(name, arch)))
+            .ok()?;
+        Some(&self.repos[i])
+    }
+
+    /// The file details of `directory`/`name`, if recorded.
+    pub fn file(&self, directory: &str, name: &str) -> Option<&FileEntry> {
+        let d = self
+            .file_details
+            .binary_search_by(|d| d.directory.as_str().cmp(directory))
+            .ok()?;
+        let files = &self.file_details[d].files;
+        let f = files.binary_search_by(|f| f.name.as_str().cmp(name)).ok()?;
+        Some(&files[f])
+    }
+
+    /// Puts every list into the order the lookups above and the server rely
+    /// on. Builders call this once before writing; it is idempotent.
+    pub fn normalize(&mut self) {
+        // Directories are referred to by index from `repos`: sort them and
+        // remap the indexes.
+        let mut order: Vec<u32> = (0..self.directories.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            self.directories[a as usize]
+                .path
+                .cmp(&self.directories[b as usize].path)
+        });
+        let mut new_index = vec![0u32; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_index[old as usize] = new as u32;
+        }
+        let mut old_dirs: Vec<Option<Directory>> =
+            std::mem::take(&mut self.directories).into_iter().map(Some).collect();
+        self.directories = order
+            .iter()
+            .map(|&old| old_dirs[old as usize].take().expect("each index once"))
+            .collect();
+        for r in &mut self.repos {
+            r.directory = new_index[r.directory as usize];
+        }
+        for d in &mut self.directories {
+            d.global.sort_unstable();
+            d.global.dedup();
+            d.by_country.sort_by_key(|(c, _)| *c);
+            for (_, hosts) in &mut d.by_country {
+                hosts.sort_unstable();
+                hosts.dedup();
+            }
+            d.by_host.sort_by_key(|(h, _)| *h);
+        }
+        self.repos
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.repo_redirects.sort_by(|a, b| a.from.cmp(&b.from));
+        self.disabled_repos.sort();
+        self.disabled_repos.dedup();
+        self.file_details.sort_by(|a, b| a.directory.cmp(&b.directory));
+        for d in &mut self.file_details {
+            d.files.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        self.country_continent.sort_by_key(|(c, _)| *c);
+        self.continent_overrides.sort_by_key(|(c, _)| *c);
+        // Most specific first, so the first match is the best one.
+        self.netblock_countries
+            .sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
+        for h in &mut self.hosts {
+            h.allowed_countries.sort_unstable();
+            h.allowed_countries.dedup();
+            h.bandwidth = h.bandwidth.max(1);
+        }
+    }
+
+    /// The continent of a country, honouring the overrides.
+    pub fn continent_of(&self, country: Country) -> Option<&str> {
+        fn lookup(table: &[(Country, String)], country: Country) -> Option<&str> {
+            table
+                .binary_search_by_key(&country, |(c, _)| *c)
+                .ok()
+                .map(|i| table[i].1.as_str())
+        }
+        lookup(&self.continent_overrides, country)
+            .or_else(|| lookup(&self.country_continent, country))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn country_parse() {
+        assert_eq!(Country::parse("de").unwrap().as_str(), "DE");
+        assert!(Country::parse("D").is_none());
+        assert!(Country::parse("DEU").is_none());
+        assert!(Country::parse("1E").is_none());
+    }
+
+    #[test]
+    fn protocol_of_url() {
+        assert_eq!(Protocol::of_url("https://a/b"), Some(Protocol::Https));
+        assert_eq!(Protocol::of_url("rsync://a/b"), Some(Protocol::Rsync));
+        assert_eq!(Protocol::of_url("gopher://a"), None);
+        assert_eq!(Protocol::of_url("no-scheme"), None);
+    }
+
+    #[test]
+    fn families() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert!(Families::Ipv4.serves(&v4));
+        assert!(!Families::Ipv4.serves(&v6));
+        assert!(!Families::Ipv6.serves(&v4));
+        assert!(Families::Unknown.serves(&v6));
+    }
+
+    #[test]
+    fn normalize_remaps_directory_indexes() {
+        let dir = |p: &str| Directory {
+            path: p.into(),
+            subpath: p.into(),
+            global: vec![],
+            by_country: vec![],
+            by_host: vec![],
+            ordered: false,
+        };
+        let mut c = Cache {
+            directories: vec![dir("b"), dir("a")],
+            repos: vec![Repo { name: "r".into(), arch: "x".into(), directory: 0 }],
+            ..Cache::default()
+        };
+        c.normalize();
+        assert_eq!(c.directories[c.repo("r", "x").unwrap().directory as usize].path, "b");
+        assert_eq!(c.directory("a").unwrap().0, 0);
+    }
+}

@@ -1,0 +1,290 @@
+//! The wire protocol between `mirrorlist-client` (the HTTP front end) and
+//! `mirrorlist-server`, over a Unix stream socket.
+//!
+//! # Frames
+//!
+//! Every message in either direction is one frame:
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  length of the rest of the frame, u32 little-endian
+//!      4     2  protocol version, u16 little-endian (PROTOCOL_VERSION)
+//!      6     4  request id, u32 little-endian
+//!     10     …  the encoded Request or Reply (see `codec`)
+//! ```
+//!
+//! A length above [`MAX_FRAME_LEN`] (or below the 6 bytes of version and id)
+//! is a protocol error: the receiver logs it and closes the connection, since
+//! it can no longer find the next frame boundary.
+//!
+//! # Conversation
+//!
+//! Connections are persistent. The front end writes requests back to back
+//! without waiting for replies (pipelining) and the server answers them **in
+//! the order they arrived**, each reply carrying its request's id, so a
+//! front end may match replies either by order or by id. Many requests per
+//! connection and batched reads and writes keep syscalls per request low.
+//!
+//! # Compatibility
+//!
+//! The version sits before the payload so that it can be read whatever the
+//! payload's encoding. A server that receives a request of another version
+//! answers it with a [`Reply`] of status 500 explaining the mismatch (encoded
+//! in its own version) instead of hanging or dropping the connection. Bump
+//! [`PROTOCOL_VERSION`] whenever [`Request`] or [`Reply`] change.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+
+/// The version of this protocol.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The largest frame either side accepts (length field value).
+pub const MAX_FRAME_LEN: usize = 8 << 20;
+/// Bytes before the payload: length, version, id.
+pub const FRAME_HEADER_LEN: usize = 10;
+
+/// What the front end asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Endpoint {
+    /// `/mirrorlist`: the plain list (or a redirect).
+    Mirrorlist,
+    /// `/metalink`: the Metalink document.
+    Metalink,
+    /// A liveness probe: answered with the cache's build time, no selection.
+    Ping,
+}
+
+/// One request from the front end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The client's address as the front end determined it (peer address or
+    /// trusted `X-Forwarded-For`); `None` when unknown.
+    pub client_ip: Option<IpAddr>,
+    /// Decoded query parameters, in the order the client sent them.
+    pub query: Vec<(String, String)>,
+}
+
+/// The server's answer, ready to be sent as HTTP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type` of the body.
+    pub content_type: String,
+    /// Extra headers, e.g. `Location` for a redirect.
+    pub headers: Vec<(String, String)>,
+    /// The finished body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A plain-text reply.
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8".into(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The length field exceeds [`MAX_FRAME_LEN`].
+    #[error("frame of {len} bytes exceeds the maximum of {MAX_FRAME_LEN}")]
+    TooBig {
+        /// The announced length.
+        len: usize,
+    },
+    /// The length field is too small to hold version and id.
+    #[error("frame of {len} bytes is too short to hold a version and an id")]
+    TooShort {
+        /// The announced length.
+        len: usize,
+    },
+    /// The frame is of another protocol version.
+    #[error("protocol version {found} is not supported (this side speaks {PROTOCOL_VERSION})")]
+    Version {
+        /// The version in the frame.
+        found: u16,
+    },
+    /// The payload could not be decoded.
+    #[error("malformed frame payload: {0}")]
+    Payload(#[from] codec::DecodeError),
+}
+
+/// A complete frame found at the front of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawFrame<'a> {
+    /// Protocol version in the frame.
+    pub version: u16,
+    /// Request id.
+    pub id: u32,
+    /// The encoded message.
+    pub payload: &'a [u8],
+    /// Bytes of the buffer the whole frame takes.
+    pub consumed: usize,
+}
+
+/// Looks for one complete frame at the start of `buf`. `Ok(None)` means more
+/// bytes are needed; an error means the stream is unusable.
+pub fn parse_frame(buf: &[u8]) -> Result<Option<RawFrame<'_>>, FrameError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooBig { len });
+    }
+    if len < FRAME_HEADER_LEN - 4 {
+        return Err(FrameError::TooShort { len });
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    Ok(Some(RawFrame {
+        version: u16::from_le_bytes(buf[4..6].try_into().expect("2 bytes")),
+        id: u32::from_le_bytes(buf[6..10].try_into().expect("4 bytes")),
+        payload: &buf[FRAME_HEADER_LEN..4 + len],
+        consumed: 4 + len,
+    }))
+}
+
+fn encode_frame<T: Serialize>(id: u32, msg: &T, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    codec::encode_into(msg, out);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Appends a request frame to `out`.
+pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
+    encode_frame(id, req, out);
+}
+
+/// Appends a reply frame to `out`. A reply too large for a frame is replaced
+/// by a 500 reply saying so, so the stream stays usable.
+pub fn encode_reply(id: u32, reply: &Reply, out: &mut Vec<u8>) {
+    let start = out.len();
+    encode_frame(id, reply, out);
+    if out.len() - start - 4 > MAX_FRAME_LEN {
+        out.truncate(start);
+        let msg = format!(
+            "reply of {} bytes exceeds the maximum frame size\n",
+            reply.body.len()
+        );
+        encode_frame(id, &Reply::text(500, msg), out);
+    }
+}
+
+fn check_version(frame: &RawFrame<'_>) -> Result<(), FrameError> {
+    if frame.version != PROTOCOL_VERSION {
+        return Err(FrameError::Version {
+            found: frame.version,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a request frame's payload, checking its version.
+pub fn decode_request(frame: &RawFrame<'_>) -> Result<Request, FrameError> {
+    check_version(frame)?;
+    Ok(codec::decode(frame.payload)?)
+}
+
+/// Decodes a reply frame's payload, checking its version.
+pub fn decode_reply(frame: &RawFrame<'_>) -> Result<Reply, FrameError> {
+    check_version(frame)?;
+    Ok(codec::decode(frame.payload)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> Request {
+        Request {
+            endpoint: Endpoint::Metalink,
+            client_ip: Some("2001:db8::1".parse().unwrap()),
+            query: vec![("repo".into(), "fedora-42".into()), ("arch".into(), "x86_64".into())],
+        }
+    }
+
+    #[test]
+    fn pipelined_round_trip() {
+        let mut buf = Vec::new();
+        encode_request(1, &req(), &mut buf);
+        encode_request(2, &req(), &mut buf);
+        let f1 = parse_frame(&buf).unwrap().unwrap();
+        assert_eq!(f1.id, 1);
+        assert_eq!(decode_request(&f1).unwrap(), req());
+        let rest = &buf[f1.consumed..];
+        let f2 = parse_frame(rest).unwrap().unwrap();
+        assert_eq!(f2.id, 2);
+        assert_eq!(f2.consumed, rest.len());
+    }
+
+    #[test]
+    fn partial_frames_need_more() {
+        let mut buf = Vec::new();
+        encode_request(1, &req(), &mut buf);
+        for cut in 0..buf.len() {
+            assert!(parse_frame(&buf[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn oversized_and_undersized_frames_are_errors() {
+        let big = ((MAX_FRAME_LEN + 1) as u32).to_le_bytes();
+        assert!(matches!(parse_frame(&big), Err(FrameError::TooBig { .. })));
+        assert!(matches!(
+            parse_frame(&2u32.to_le_bytes()),
+            Err(FrameError::TooShort { len: 2 })
+        ));
+    }
+
+    #[test]
+    fn version_mismatch_is_reported() {
+        let mut buf = Vec::new();
+        encode_request(9, &req(), &mut buf);
+        buf[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
+        let f = parse_frame(&buf).unwrap().unwrap();
+        assert_eq!(f.id, 9, "the id stays readable so the error can be answered");
+        assert!(matches!(decode_request(&f), Err(FrameError::Version { .. })));
+    }
+
+    #[test]
+    fn garbage_payload_is_an_error() {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&9u32.to_le_bytes());
+        buf.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        buf.extend_from_slice(&0u32.to_le_bytes());
+        buf.extend_from_slice(&[0xff, 0xff, 0xff]);
+        let f = parse_frame(&buf).unwrap().unwrap();
+        assert!(matches!(decode_request(&f), Err(FrameError::Payload(_))));
+    }
+
+    #[test]
+    fn reply_round_trip() {
+        let r = Reply {
+            status: 302,
+            content_type: "text/plain".into(),
+            headers: vec![("Location".into(), "https://m/x".into())],
+            body: b"hello".to_vec(),
+        };
+        let mut buf = Vec::new();
+        encode_reply(5, &r, &mut buf);
+        let f = parse_frame(&buf).unwrap().unwrap();
+        assert_eq!(decode_reply(&f).unwrap(), r);
+    }
+}
