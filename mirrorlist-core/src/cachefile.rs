@@ -278,7 +278,10 @@ mod tests {
             }],
             country_continent: vec![(Country::parse("DE").unwrap(), "EU".into())],
             continent_overrides: vec![],
-            netblock_countries: vec![("198.51.100.0/24".parse().unwrap(), Country::parse("FR").unwrap())],
+            netblock_countries: vec![(
+                "198.51.100.0/24".parse().unwrap(),
+                Country::parse("FR").unwrap(),
+            )],
         };
         c.normalize();
         c

@@ -35,7 +35,10 @@ impl Country {
     pub fn parse(s: &str) -> Option<Country> {
         let b = s.as_bytes();
         if b.len() == 2 && b[0].is_ascii_alphabetic() && b[1].is_ascii_alphabetic() {
-            Some(Country([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()]))
+            Some(Country([
+                b[0].to_ascii_uppercase(),
+                b[1].to_ascii_uppercase(),
+            ]))
         } else {
             None
         }
@@ -77,12 +80,12 @@ pub enum Families {
 impl Families {
     /// Whether a client reaching us over `addr`'s family may be sent here.
     pub fn serves(self, addr: &IpAddr) -> bool {
-        match (self, addr) {
-            (Families::Unknown | Families::Both, _) => true,
-            (Families::Ipv4, IpAddr::V4(_)) => true,
-            (Families::Ipv6, IpAddr::V6(_)) => true,
-            _ => false,
-        }
+        matches!(
+            (self, addr),
+            (Families::Unknown | Families::Both, _)
+                | (Families::Ipv4, IpAddr::V4(_))
+                | (Families::Ipv6, IpAddr::V6(_))
+        )
     }
 }
 
@@ -388,8 +391,10 @@ impl Cache {
         for (new, &old) in order.iter().enumerate() {
             new_index[old as usize] = new as u32;
         }
-        let mut old_dirs: Vec<Option<Directory>> =
-            std::mem::take(&mut self.directories).into_iter().map(Some).collect();
+        let mut old_dirs: Vec<Option<Directory>> = std::mem::take(&mut self.directories)
+            .into_iter()
+            .map(Some)
+            .collect();
         self.directories = order
             .iter()
             .map(|&old| old_dirs[old as usize].take().expect("each index once"))
@@ -412,7 +417,8 @@ impl Cache {
         self.repo_redirects.sort_by(|a, b| a.from.cmp(&b.from));
         self.disabled_repos.sort();
         self.disabled_repos.dedup();
-        self.file_details.sort_by(|a, b| a.directory.cmp(&b.directory));
+        self.file_details
+            .sort_by(|a, b| a.directory.cmp(&b.directory));
         for d in &mut self.file_details {
             d.files.sort_by(|a, b| a.name.cmp(&b.name));
         }
@@ -483,11 +489,18 @@ mod tests {
         };
         let mut c = Cache {
             directories: vec![dir("b"), dir("a")],
-            repos: vec![Repo { name: "r".into(), arch: "x".into(), directory: 0 }],
+            repos: vec![Repo {
+                name: "r".into(),
+                arch: "x".into(),
+                directory: 0,
+            }],
             ..Cache::default()
         };
         c.normalize();
-        assert_eq!(c.directories[c.repo("r", "x").unwrap().directory as usize].path, "b");
+        assert_eq!(
+            c.directories[c.repo("r", "x").unwrap().directory as usize].path,
+            "b"
+        );
         assert_eq!(c.directory("a").unwrap().0, 0);
     }
 }

@@ -216,7 +216,10 @@ mod tests {
         Request {
             endpoint: Endpoint::Metalink,
             client_ip: Some("2001:db8::1".parse().unwrap()),
-            query: vec![("repo".into(), "fedora-42".into()), ("arch".into(), "x86_64".into())],
+            query: vec![
+                ("repo".into(), "fedora-42".into()),
+                ("arch".into(), "x86_64".into()),
+            ],
         }
     }
 
@@ -259,8 +262,14 @@ mod tests {
         encode_request(9, &req(), &mut buf);
         buf[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
         let f = parse_frame(&buf).unwrap().unwrap();
-        assert_eq!(f.id, 9, "the id stays readable so the error can be answered");
-        assert!(matches!(decode_request(&f), Err(FrameError::Version { .. })));
+        assert_eq!(
+            f.id, 9,
+            "the id stays readable so the error can be answered"
+        );
+        assert!(matches!(
+            decode_request(&f),
+            Err(FrameError::Version { .. })
+        ));
     }
 
     #[test]

@@ -1,1 +1,246 @@
+//! The harness for the end-to-end tests: find the built binaries, run them
+//! as child processes that are killed when dropped, wait for their log
+//! lines (never sleep), speak the frame protocol, and make small caches.
+//!
+//! # Layout
+//!
+//! - this file: processes, log waiting, frame client;
+//! - [`fixtures`]: hand-built caches for server tests.
+//!
+//! The tests themselves live in `tests/*.rs` of this crate.
 
+#![forbid(unsafe_code)]
+
+pub mod fixtures;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mirrorlist_core::protocol::{self, Endpoint, Reply, Request};
+
+/// A safety bound on every wait, so a broken build fails instead of hanging.
+/// Waits end as soon as the awaited line or event arrives.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+/// Path of a binary of the workspace, built if it is missing (when this
+/// crate's tests run alone, `cargo test -p mirrorlist-tests`).
+pub fn bin(name: &str) -> PathBuf {
+    // The test executable lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "--bin", name])
+            .current_dir(workspace_root())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building {name} failed");
+    }
+    path
+}
+
+/// A child process whose stderr is read line by line; killed on drop.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    name: String,
+}
+
+impl Proc {
+    /// Starts `cmd` with stderr captured (stdout inherited).
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let name = format!("{:?}", cmd.get_program());
+        cmd.stderr(Stdio::piped()).stdin(Stdio::null());
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+            name,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits for a stderr line containing `needle` that was not returned by
+    /// an earlier call; returns it. Panics with the log if the process ends
+    /// (or the safety bound passes) first.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.seen.push(line.clone());
+                    if hit {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "{} never logged {needle:?} ({e}); its log:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every stderr line read so far.
+    pub fn log(&self) -> String {
+        self.seen.join("\n")
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), sig).expect("sending a signal");
+    }
+
+    /// Waits for the process to exit (within the safety bound) and returns
+    /// its status; the rest of stderr is collected into the log.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting") {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                    self.seen.push(line);
+                }
+                return status;
+            }
+            // Blocks until a line arrives or the pipe closes (at exit).
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().expect("waiting");
+                    return status;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("{} did not exit; its log:\n{}", self.name, self.log())
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A blocking client of the server's frame protocol.
+#[derive(Debug)]
+pub struct FrameClient {
+    stream: UnixStream,
+    next_id: u32,
+    buf: Vec<u8>,
+}
+
+impl FrameClient {
+    /// Connects to the server's socket.
+    pub fn connect(path: &Path) -> std::io::Result<FrameClient> {
+        Ok(FrameClient {
+            stream: UnixStream::connect(path)?,
+            next_id: 1,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends a request without waiting for its reply; returns its id.
+    pub fn send(&mut self, req: &Request) -> std::io::Result<u32> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let mut out = Vec::new();
+        protocol::encode_request(id, req, &mut out);
+        self.stream.write_all(&out)?;
+        Ok(id)
+    }
+
+    /// Reads the next reply and its id.
+    pub fn recv(&mut self) -> std::io::Result<(u32, Reply)> {
+        loop {
+            if let Some(frame) = protocol::parse_frame(&self.buf)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+            {
+                let reply = protocol::decode_reply(&frame)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let (id, used) = (frame.id, frame.consumed);
+                self.buf.drain(..used);
+                return Ok((id, reply));
+            }
+            let mut chunk = [0u8; 16384];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends one request and waits for its reply, checking the id.
+    pub fn call(&mut self, req: &Request) -> std::io::Result<Reply> {
+        let id = self.send(req)?;
+        let (got, reply) = self.recv()?;
+        assert_eq!(got, id, "reply id");
+        Ok(reply)
+    }
+
+    /// The raw stream, for tests that misbehave on purpose.
+    pub fn stream(&mut self) -> &mut UnixStream {
+        &mut self.stream
+    }
+}
+
+/// A request for `endpoint` with the given query pairs and client address.
+pub fn request(endpoint: Endpoint, ip: &str, query: &[(&str, &str)]) -> Request {
+    Request {
+        endpoint,
+        client_ip: Some(ip.parse().expect("test address")),
+        query: query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}

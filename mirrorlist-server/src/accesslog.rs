@@ -1,0 +1,172 @@
+//! The access log: one line per answered repository request, in
+//! MirrorManager's statistics format, so existing statistics scripts keep
+//! working:
+//!
+//! ```text
+//! IP: 192.0.2.1; DATE: 2026-11-23; COUNTRY: DE; REPO: fedora-42; ARCH: x86_64
+//! ```
+//!
+//! followed by `; COUNTME: N` when the client sent `countme=N` (dnf does so
+//! once a week; it is how distributions count their users).
+//!
+//! Lines go into a large buffer that is flushed by a timer and when the log
+//! is reopened or the server stops, never per request. Reopening (SIGHUP,
+//! SIGUSR1) lets logrotate move the file away without `copytruncate`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::handler::AccessRecord;
+
+/// An open access log.
+#[derive(Debug)]
+pub struct AccessLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+    /// The formatted date and the day it belongs to, so the date is
+    /// computed once a day, not per line.
+    day: u64,
+    date: [u8; 10],
+}
+
+fn open(path: &Path) -> io::Result<BufWriter<File>> {
+    let f = OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(BufWriter::with_capacity(64 * 1024, f))
+}
+
+impl AccessLog {
+    /// Opens (appending) or creates the log.
+    pub fn open(path: &Path) -> io::Result<AccessLog> {
+        Ok(AccessLog {
+            path: path.to_owned(),
+            out: open(path)?,
+            day: u64::MAX,
+            date: *b"1970-01-01",
+        })
+    }
+
+    /// Appends one line for `rec`, dated now.
+    pub fn record(&mut self, rec: &AccessRecord) -> io::Result<()> {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.record_at(rec, secs)
+    }
+
+    fn record_at(&mut self, rec: &AccessRecord, unix_secs: u64) -> io::Result<()> {
+        let day = unix_secs / 86_400;
+        if day != self.day {
+            self.day = day;
+            self.date = civil_date(day);
+        }
+        let date = std::str::from_utf8(&self.date).unwrap_or("1970-01-01");
+        let out = &mut self.out;
+        match rec.ip {
+            Some(ip) => write!(out, "IP: {ip}; ")?,
+            None => out.write_all(b"IP: unknown; ")?,
+        }
+        write!(out, "DATE: {date}; COUNTRY: ")?;
+        match rec.country {
+            Some(c) => out.write_all(c.as_str().as_bytes())?,
+            None => out.write_all(b"N/A")?,
+        }
+        write!(out, "; REPO: {}; ARCH: {}", rec.repo, rec.arch)?;
+        if let Some(n) = rec.countme {
+            write!(out, "; COUNTME: {n}")?;
+        }
+        out.write_all(b"\n")
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Flushes, then opens the path again (after logrotate moved the file).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        self.out = open(&self.path)?;
+        Ok(())
+    }
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (proleptic Gregorian), after
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_date(days: u64) -> [u8; 10] {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let mut out = *b"0000-00-00";
+    let y = y.clamp(0, 9999) as u32;
+    for (i, digit) in [y / 1000, y / 100 % 10, y / 10 % 10, y % 10]
+        .into_iter()
+        .enumerate()
+    {
+        out[i] = b'0' + digit as u8;
+    }
+    out[5] = b'0' + (m / 10) as u8;
+    out[6] = b'0' + (m % 10) as u8;
+    out[8] = b'0' + (d / 10) as u8;
+    out[9] = b'0' + (d % 10) as u8;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mirrorlist_core::model::Country;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(&civil_date(0), b"1970-01-01");
+        assert_eq!(&civil_date(11_016), b"2000-02-29");
+        // 2026-11-23 is day 20780.
+        assert_eq!(&civil_date(20_780), b"2026-11-23");
+        assert_eq!(&civil_date(20_819), b"2027-01-01");
+    }
+
+    #[test]
+    fn line_format_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut log = AccessLog::open(&path).unwrap();
+        let rec = AccessRecord {
+            ip: Some("192.0.2.1".parse().unwrap()),
+            country: Country::parse("DE"),
+            repo: "fedora-42".into(),
+            arch: "x86_64".into(),
+            countme: Some(3),
+        };
+        log.record_at(&rec, 20_780 * 86_400 + 5).unwrap();
+        // Nothing is written until a flush: no write per request.
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        // logrotate moves the file; reopening starts a new one.
+        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+        log.reopen().unwrap();
+        let rotated = std::fs::read_to_string(dir.path().join("access.log.1")).unwrap();
+        assert_eq!(
+            rotated,
+            "IP: 192.0.2.1; DATE: 2026-11-23; COUNTRY: DE; REPO: fedora-42; ARCH: x86_64; COUNTME: 3\n"
+        );
+        let rec2 = AccessRecord {
+            ip: None,
+            country: None,
+            countme: None,
+            ..rec
+        };
+        log.record_at(&rec2, 0).unwrap();
+        log.flush().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "IP: unknown; DATE: 1970-01-01; COUNTRY: N/A; REPO: fedora-42; ARCH: x86_64\n"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! From parsed flags to a running server: load the data, bind the socket,
+//! write the pidfile, translate signals, run until told to stop.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::config::Args;
+use crate::server::{self, LoadInfo};
+use crate::socket;
+
+/// Removes the pidfile when the server stops.
+struct Pidfile(PathBuf);
+
+impl Pidfile {
+    fn write(path: &Path) -> anyhow::Result<Pidfile> {
+        let pid = format!("{}\n", std::process::id());
+        mirrorlist_core::cachefile::write_bytes_atomic(path, pid.as_bytes())
+            .with_context(|| format!("writing pidfile {}", path.display()))?;
+        Ok(Pidfile(path.to_owned()))
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn describe(info: &LoadInfo) -> String {
+    format!(
+        "cache built at {} (unix), {}; loaded in {} ms; GeoIP {}; ASN table {}",
+        info.built_at,
+        info.summary,
+        info.took.as_millis(),
+        if info.geoip { "on" } else { "off" },
+        if info.asn { "on" } else { "off" },
+    )
+}
+
+/// Runs the server as the flags say. Returns when it has stopped.
+pub fn start(args: Args) -> anyhow::Result<()> {
+    let config = args.config();
+    let (state, info) = server::load_state(&config.sources)?;
+    if args.check {
+        println!("ok: {}", describe(&info));
+        return Ok(());
+    }
+    tracing::info!("{}", describe(&info));
+    if !info.geoip {
+        tracing::warn!("no --geoip database: answering without the country and continent tiers");
+    }
+    let socket_path = args.socket.as_deref().context("--socket is required")?;
+    let group = args
+        .socket_group
+        .as_deref()
+        .map(socket::resolve_group)
+        .transpose()?;
+    let controls = server::spawn_signal_thread().context("installing signal handlers")?;
+    let (listener, socket_file) = socket::bind(socket_path, args.backlog, args.socket_mode, group)?;
+    let _pidfile = args.pidfile.as_deref().map(Pidfile::write).transpose()?;
+    tracing::info!(
+        socket = %socket_file.path().display(),
+        backlog = args.backlog,
+        "listening"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::UnixListener::from_std(listener).context("registering the socket")?;
+        server::run(config, listener, state, controls).await
+    })?;
+    drop(socket_file);
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Command-line flags and the resolved configuration the server runs with.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Flags of `mirrorlist-server`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mirrorlist-server",
+    version,
+    about = "Answers mirrorlist and metalink requests over a Unix socket"
+)]
+pub struct Args {
+    /// The cache file written by cache-builder.
+    #[arg(long, value_name = "FILE")]
+    pub cache: PathBuf,
+    /// The Unix socket to listen on (required unless --check).
+    #[arg(long, value_name = "PATH", required_unless_present = "check")]
+    pub socket: Option<PathBuf>,
+    /// GeoIP database (MaxMind DB format; GeoIP2/GeoLite2 or flat
+    /// `country_code` schema). Without it the country tier is skipped.
+    #[arg(long, value_name = "MMDB")]
+    pub geoip: Option<PathBuf>,
+    /// Prefix → ASN table, one `prefix ASN` per line (global_netblocks.txt).
+    #[arg(long, value_name = "FILE")]
+    pub asn_netblocks: Option<PathBuf>,
+    /// Access log in MirrorManager's statistics format; reopened on SIGHUP
+    /// and SIGUSR1.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+    /// Write the process id here (for `cache-builder --reload-pidfile`).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Listen backlog; the kernel caps it at net.core.somaxconn.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub backlog: i32,
+    /// Hosts to find before the global tier is no longer added.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub minimum: usize,
+    /// Permissions of the socket file, in octal.
+    #[arg(long, default_value = "0660", value_name = "MODE", value_parser = parse_mode)]
+    pub socket_mode: u32,
+    /// Group owning the socket file (name or number).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Accept connections only from these user ids (repeatable). Default:
+    /// anyone the socket's permissions let in.
+    #[arg(long, value_name = "UID")]
+    pub allow_uid: Vec<u32>,
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub shutdown_timeout: u64,
+    /// Load everything, print a summary and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less logging (warnings and errors only).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(format!("{s:?} is not an octal file mode such as 0660")),
+    }
+}
+
+/// Where the data comes from: what a (re)load reads.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    /// Cache file.
+    pub cache: PathBuf,
+    /// GeoIP database, if any.
+    pub geoip: Option<PathBuf>,
+    /// ASN table, if any.
+    pub asn_netblocks: Option<PathBuf>,
+    /// The `minimum` setting of selection.
+    pub minimum: usize,
+}
+
+/// How the server runs once its socket is bound.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// What to load, and reload on SIGHUP.
+    pub sources: Sources,
+    /// Access log path.
+    pub access_log: Option<PathBuf>,
+    /// Allowed peer uids; empty means everyone.
+    pub allow_uid: Vec<u32>,
+    /// Bound on finishing in-flight work at shutdown.
+    pub shutdown_timeout: std::time::Duration,
+}
+
+impl Args {
+    /// The resolved configuration.
+    pub fn config(&self) -> Config {
+        Config {
+            sources: Sources {
+                cache: self.cache.clone(),
+                geoip: self.geoip.clone(),
+                asn_netblocks: self.asn_netblocks.clone(),
+                minimum: self.minimum,
+            },
+            access_log: self.access_log.clone(),
+            allow_uid: self.allow_uid.clone(),
+            shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert_eq!(parse_mode("0o600"), Ok(0o600));
+        assert!(parse_mode("999").is_err());
+        assert!(parse_mode("rw").is_err());
+    }
+
+    #[test]
+    fn socket_required_unless_check() {
+        assert!(Args::try_parse_from(["s", "--cache", "c"]).is_err());
+        assert!(Args::try_parse_from(["s", "--cache", "c", "--check"]).is_ok());
+        let a = Args::try_parse_from(["s", "--cache", "c", "--socket", "/x"]).unwrap();
+        assert_eq!(a.backlog, 4096);
+        assert_eq!(a.minimum, 5);
+        assert_eq!(a.socket_mode, 0o660);
+    }
+}

@@ -1,0 +1,378 @@
+//! The running server: accepts connections on the Unix socket, answers the
+//! frames on each one, swaps in new data on reload, and stops cleanly.
+//!
+//! Everything runs on one current-thread runtime: the work per request is a
+//! few microseconds, so cross-thread wake-ups would cost more than they
+//! save. Loading a new cache is the one slow thing; it runs on a blocking
+//! thread and the result is swapped in with one atomic pointer store, so
+//! requests already holding the old data finish on it.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use mirrorlist_core::cachefile;
+use mirrorlist_core::model::Summary;
+use mirrorlist_core::protocol::{self, FrameError, Reply};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::accesslog::AccessLog;
+use crate::asn::AsnTable;
+use crate::config::{Config, Sources};
+use crate::geo::{GeoLookup, MaxmindGeo};
+use crate::handler::{self, State};
+
+/// What the outside world asks of a running server (signals translated once,
+/// at the edge, into these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Load the data files again and swap them in; reopen the access log.
+    Reload,
+    /// Reopen the access log only.
+    ReopenLog,
+    /// Stop accepting, finish what is in flight, return.
+    Shutdown,
+}
+
+/// Facts about a load, for the logs and `--check`.
+#[derive(Clone, Debug)]
+pub struct LoadInfo {
+    /// The cache's build time, Unix seconds.
+    pub built_at: u64,
+    /// What the cache holds.
+    pub summary: Summary,
+    /// How long loading took.
+    pub took: Duration,
+    /// Whether a GeoIP database is loaded.
+    pub geoip: bool,
+    /// Whether an ASN table is loaded.
+    pub asn: bool,
+}
+
+/// Loads the cache, the GeoIP database and the ASN table, and builds the
+/// indexes: everything a request needs, prepared before any request sees it.
+pub fn load_state(src: &Sources) -> anyhow::Result<(State, LoadInfo)> {
+    let start = Instant::now();
+    let cache = cachefile::load(&src.cache)
+        .with_context(|| format!("loading cache {}", src.cache.display()))?;
+    let geo = match &src.geoip {
+        Some(path) => Some(Box::new(
+            MaxmindGeo::open(path)
+                .with_context(|| format!("loading GeoIP database {}", path.display()))?,
+        ) as Box<dyn GeoLookup + Send + Sync>),
+        None => None,
+    };
+    let asn = match &src.asn_netblocks {
+        Some(path) => Some(
+            AsnTable::load(path)
+                .with_context(|| format!("loading ASN table {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let built_at = cache.built_at;
+    let summary = cache.summary();
+    let info_geo = geo.is_some();
+    let info_asn = asn.is_some();
+    let state = State::new(cache, geo, asn, src.minimum);
+    Ok((
+        state,
+        LoadInfo {
+            built_at,
+            summary,
+            took: start.elapsed(),
+            geoip: info_geo,
+            asn: info_asn,
+        },
+    ))
+}
+
+struct Shared {
+    state: ArcSwap<State>,
+    log: Option<Mutex<AccessLog>>,
+    allow_uid: Vec<u32>,
+}
+
+/// Serves `listener` until a [`Control::Shutdown`] arrives (or the control
+/// channel closes), starting with `initial` data.
+pub async fn run(
+    config: Config,
+    listener: UnixListener,
+    initial: State,
+    mut controls: mpsc::UnboundedReceiver<Control>,
+) -> anyhow::Result<()> {
+    let log = match &config.access_log {
+        Some(path) => {
+            Some(Mutex::new(AccessLog::open(path).with_context(|| {
+                format!("opening access log {}", path.display())
+            })?))
+        }
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        state: ArcSwap::from_pointee(initial),
+        log,
+        allow_uid: config.allow_uid.clone(),
+    });
+    let reload = Arc::new(Notify::new());
+    let reloader = tokio::spawn(reload_loop(
+        shared.clone(),
+        config.sources.clone(),
+        reload.clone(),
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut flush = tokio::time::interval(Duration::from_secs(1));
+    tracing::info!("ready");
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    if let Some(stream) = admit(stream, &shared.allow_uid) {
+                        conns.spawn(serve_connection(stream, shared.clone(), stop_rx.clone()));
+                    }
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off briefly instead of spinning.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            control = controls.recv() => match control {
+                Some(Control::Reload) => {
+                    // Notify keeps one permit: SIGHUPs during a load
+                    // coalesce into one more load.
+                    reload.notify_one();
+                    reopen_log(&shared);
+                }
+                Some(Control::ReopenLog) => reopen_log(&shared),
+                Some(Control::Shutdown) | None => break,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = flush.tick() => flush_log(&shared),
+        }
+    }
+
+    tracing::info!(
+        connections = conns.len(),
+        "shutting down: no longer accepting; finishing requests in flight"
+    );
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(config.shutdown_timeout, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = conns.len(),
+            "shutdown timeout reached; closing remaining connections"
+        );
+        conns.abort_all();
+    }
+    reloader.abort();
+    flush_log(&shared);
+    Ok(())
+}
+
+fn reopen_log(shared: &Shared) {
+    if let Some(log) = &shared.log {
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        match log.reopen() {
+            Ok(()) => tracing::info!("access log reopened"),
+            Err(e) => tracing::error!("reopening access log: {e}"),
+        }
+    }
+}
+
+fn flush_log(shared: &Shared) {
+    if let Some(log) = &shared.log {
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = log.flush() {
+            tracing::error!("writing access log: {e}");
+        }
+    }
+}
+
+/// Checks the peer's credentials against `--allow-uid`.
+fn admit(stream: UnixStream, allow_uid: &[u32]) -> Option<UnixStream> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    match getsockopt(&stream, PeerCredentials) {
+        Ok(cred) => {
+            tracing::debug!(uid = cred.uid(), pid = cred.pid(), "connection");
+            if !allow_uid.is_empty() && !allow_uid.contains(&cred.uid()) {
+                tracing::warn!(
+                    uid = cred.uid(),
+                    pid = cred.pid(),
+                    "refusing connection from a uid not in --allow-uid"
+                );
+                return None;
+            }
+        }
+        Err(e) if !allow_uid.is_empty() => {
+            tracing::warn!("refusing connection: peer credentials unavailable: {e}");
+            return None;
+        }
+        Err(_) => {}
+    }
+    Some(stream)
+}
+
+async fn reload_loop(shared: Arc<Shared>, sources: Sources, notify: Arc<Notify>) {
+    loop {
+        notify.notified().await;
+        tracing::info!(cache = %sources.cache.display(), "reloading");
+        let src = sources.clone();
+        match tokio::task::spawn_blocking(move || load_state(&src)).await {
+            Ok(Ok((state, info))) => {
+                let old = shared.state.swap(Arc::new(state));
+                // Freeing a large cache takes a while: not on this thread.
+                tokio::task::spawn_blocking(move || drop(old));
+                tracing::info!(
+                    built_at = info.built_at,
+                    load_ms = info.took.as_millis() as u64,
+                    "reloaded: {}",
+                    info.summary
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::error!("reload failed, still serving the previous data: {e:#}")
+            }
+            Err(e) => tracing::error!("reload failed, still serving the previous data: {e}"),
+        }
+    }
+}
+
+/// Reads frames from one connection and answers them in order. Replies to
+/// all frames that arrived in one read go out in one write.
+async fn serve_connection(
+    mut stream: UnixStream,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    loop {
+        if rbuf.capacity() - rbuf.len() < 16 * 1024 {
+            rbuf.reserve(64 * 1024);
+        }
+        let read = tokio::select! {
+            r = stream.read_buf(&mut rbuf) => r,
+            _ = stop.changed() => return,
+        };
+        match read {
+            Ok(0) => {
+                if !rbuf.is_empty() {
+                    tracing::debug!(bytes = rbuf.len(), "peer closed in the middle of a frame");
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("connection read error: {e}");
+                return;
+            }
+        }
+        let keep_going = answer_frames(&shared, &mut rbuf, &mut wbuf, &mut rng);
+        if !wbuf.is_empty() {
+            if let Err(e) = stream.write_all(&wbuf).await {
+                tracing::debug!("connection write error: {e}");
+                return;
+            }
+            wbuf.clear();
+        }
+        if !keep_going {
+            return;
+        }
+        // A burst of large replies can leave big buffers behind; give the
+        // memory back so a long-lived connection stays small.
+        if wbuf.capacity() > 1 << 20 {
+            wbuf = Vec::with_capacity(64 * 1024);
+        }
+    }
+}
+
+/// Answers every complete frame in `rbuf`, appending replies to `wbuf`, and
+/// removes the frames it consumed. Returns `false` when the stream is
+/// unusable (a frame boundary can no longer be found).
+fn answer_frames(
+    shared: &Shared,
+    rbuf: &mut Vec<u8>,
+    wbuf: &mut Vec<u8>,
+    rng: &mut SmallRng,
+) -> bool {
+    let state = shared.state.load();
+    let mut log = shared
+        .log
+        .as_ref()
+        .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut offset = 0;
+    let mut ok = true;
+    loop {
+        let frame = match protocol::parse_frame(&rbuf[offset..]) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("closing connection: {e}");
+                ok = false;
+                break;
+            }
+        };
+        offset += frame.consumed;
+        match protocol::decode_request(&frame) {
+            Ok(req) => {
+                let (reply, record) = handler::handle(&state, &req, rng);
+                protocol::encode_reply(frame.id, &reply, wbuf);
+                if let (Some(log), Some(record)) = (log.as_mut(), record) {
+                    if let Err(e) = log.record(&record) {
+                        tracing::error!("writing access log: {e}");
+                    }
+                }
+            }
+            Err(e) => {
+                // The frame boundary is intact: answer the error and go on.
+                let status = if matches!(e, FrameError::Version { .. }) {
+                    500
+                } else {
+                    400
+                };
+                tracing::warn!("bad request frame: {e}");
+                let reply = Reply::text(status, format!("mirrorlist-server: {e}\n"));
+                protocol::encode_reply(frame.id, &reply, wbuf);
+            }
+        }
+    }
+    rbuf.drain(..offset);
+    ok
+}
+
+/// Translates SIGHUP, SIGUSR1, SIGTERM and SIGINT into [`Control`] messages,
+/// on a thread of its own (signal-hook's iterator).
+pub fn spawn_signal_thread() -> io::Result<mpsc::UnboundedReceiver<Control>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT])?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let control = match sig {
+                    SIGHUP => Control::Reload,
+                    SIGUSR1 => Control::ReopenLog,
+                    _ => Control::Shutdown,
+                };
+                if tx.send(control).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}

@@ -1,0 +1,163 @@
+//! The listening Unix socket: created with an explicit backlog, mode and
+//! group; a stale socket file left by a crash is replaced, a live one is
+//! never stolen; the file is removed when the server stops.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+/// Why the socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// Another process answers on the socket.
+    #[error("{0}: another server is listening on this socket; not replacing it")]
+    InUse(PathBuf),
+    /// Something that is not a socket is in the way.
+    #[error("{0}: exists and is not a socket; not removing it")]
+    NotASocket(PathBuf),
+    /// The group name is unknown.
+    #[error("--socket-group {0:?}: no such group")]
+    UnknownGroup(String),
+    /// A system call failed.
+    #[error("{path}: {what}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// The socket file: removed when this guard is dropped. Kept apart from the
+/// listener so the listener can be closed (refusing new connections) while
+/// in-flight work finishes, and the file removed after.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+}
+
+impl SocketFile {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Resolves a group given by name or number.
+pub fn resolve_group(group: &str) -> Result<nix::unistd::Gid, SocketError> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(nix::unistd::Gid::from_raw(n));
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid),
+        _ => Err(SocketError::UnknownGroup(group.to_owned())),
+    }
+}
+
+/// Creates the socket at `path`: probes and removes a stale file, binds,
+/// sets `mode` and `group`, listens with `backlog`. The listener is
+/// non-blocking, ready for tokio.
+pub fn bind(
+    path: &Path,
+    backlog: i32,
+    mode: u32,
+    group: Option<nix::unistd::Gid>,
+) -> Result<(std::os::unix::net::UnixListener, SocketFile), SocketError> {
+    let err = |what, source| SocketError::Io {
+        path: path.to_owned(),
+        what,
+        source,
+    };
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match StdUnixStream::connect(path) {
+            Ok(_) => return Err(SocketError::InUse(path.to_owned())),
+            // Nobody listens: left over from a crash.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tracing::info!(path = %path.display(), "removing stale socket file");
+                fs::remove_file(path).map_err(|e| err("removing stale socket", e))?;
+            }
+            Err(e) => return Err(err("probing existing socket", e)),
+        },
+        Ok(_) => return Err(SocketError::NotASocket(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err("inspecting socket path", e)),
+    }
+
+    let socket =
+        Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| err("creating socket", e))?;
+    let addr = SockAddr::unix(path).map_err(|e| err("socket address", e))?;
+    socket.bind(&addr).map_err(|e| err("binding", e))?;
+    // From here on the file exists: the guard removes it on any error.
+    let file = SocketFile {
+        path: path.to_owned(),
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| err("setting permissions", e))?;
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(gid))
+            .map_err(|e| err("setting group", io::Error::from(e)))?;
+    }
+    // The kernel silently caps the backlog at net.core.somaxconn.
+    socket.listen(backlog).map_err(|e| err("listening", e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| err("setting non-blocking", e))?;
+    let listener = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(socket));
+    Ok((listener, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_socket_is_replaced_live_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        // A stale socket file: bound, then its listener closed without
+        // removing the file.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let (_listener, live) = bind(&path, 16, 0o600, None).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        match bind(&path, 16, 0o600, None) {
+            Err(SocketError::InUse(_)) => {}
+            other => panic!("live socket was not protected: {other:?}"),
+        }
+        drop(_listener);
+        drop(live);
+        assert!(!path.exists(), "socket file removed on drop");
+    }
+
+    #[test]
+    fn other_files_are_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        fs::write(&path, b"data").unwrap();
+        assert!(matches!(
+            bind(&path, 16, 0o600, None),
+            Err(SocketError::NotASocket(_))
+        ));
+        assert_eq!(fs::read(&path).unwrap(), b"data");
+    }
+
+    #[test]
+    fn groups_resolve() {
+        assert_eq!(resolve_group("0").unwrap().as_raw(), 0);
+        assert_eq!(resolve_group("root").unwrap().as_raw(), 0);
+        assert!(resolve_group("no-such-group-here").is_err());
+    }
+}

@@ -1,0 +1,362 @@
+//! The real `mirrorlist-server` binary on a socket in a temporary directory,
+//! driven over the frame protocol: persistent and pipelined connections,
+//! reload under load, bad caches, bursts of connections, misbehaving peers,
+//! signals, the access log.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use mirrorlist_core::cachefile;
+use mirrorlist_core::protocol::{self, Endpoint, PROTOCOL_VERSION};
+use mirrorlist_tests::fixtures::{self, ARCH, REPO};
+use mirrorlist_tests::{bin, request, FrameClient, Proc};
+use nix::sys::signal::Signal;
+
+struct Server {
+    proc: Proc,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("mirrorlist.sock")
+    }
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache.bin")
+    }
+    fn access_log(&self) -> PathBuf {
+        self.dir.path().join("access.log")
+    }
+    fn connect(&self) -> FrameClient {
+        FrameClient::connect(&self.socket()).expect("connecting to the server")
+    }
+}
+
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin("mirrorlist-server"));
+    cmd.arg("--cache")
+        .arg(dir.join("cache.bin"))
+        .arg("--socket")
+        .arg(dir.join("mirrorlist.sock"))
+        .arg("--access-log")
+        .arg(dir.join("access.log"))
+        .arg("--pidfile")
+        .arg(dir.join("server.pid"));
+    cmd
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cachefile::write_atomic(&dir.path().join("cache.bin"), &fixtures::cache(1)).expect("cache");
+    let mut proc = Proc::spawn(command(dir.path()));
+    proc.wait_for("ready");
+    Server { proc, dir }
+}
+
+fn mirrorlist() -> mirrorlist_core::protocol::Request {
+    request(
+        Endpoint::Mirrorlist,
+        "192.0.2.10",
+        &[("repo", REPO), ("arch", ARCH)],
+    )
+}
+
+/// The generation of the fixture cache that produced a reply body.
+fn generation(body: &[u8]) -> u64 {
+    let text = std::str::from_utf8(body).expect("utf-8 body");
+    let at = text
+        .find(".g")
+        .unwrap_or_else(|| panic!("no mirror URL in {text:?}"));
+    text[at + 2..]
+        .split('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no generation in {text:?}"))
+}
+
+#[test]
+fn persistent_pipelined_connections() {
+    let server = start();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = server.connect();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    // Twenty requests written back to back, then the replies.
+                    let ids: Vec<u32> = (0..20).map(|_| c.send(&mirrorlist()).unwrap()).collect();
+                    for id in ids {
+                        let (got, reply) = c.recv().unwrap();
+                        assert_eq!(got, id, "replies come back in order");
+                        assert_eq!(reply.status, 200);
+                        assert_eq!(generation(&reply.body), 1);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let ping = server
+        .connect()
+        .call(&request(Endpoint::Ping, "127.0.0.1", &[]))
+        .unwrap();
+    assert_eq!(ping.status, 200);
+    assert!(String::from_utf8_lossy(&ping.body).contains("1700000001"));
+}
+
+#[test]
+fn sighup_under_load_swaps_without_a_failed_request() {
+    let mut server = start();
+    let failures = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let reloaded = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (started_tx, started) = mpsc::channel();
+    let (saw_new_tx, saw_new) = mpsc::channel();
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let mut c = server.connect();
+            let (failures, answered, reloaded, stop) = (
+                failures.clone(),
+                answered.clone(),
+                reloaded.clone(),
+                stop.clone(),
+            );
+            let (started_tx, saw_new_tx) = (started_tx.clone(), saw_new_tx.clone());
+            std::thread::spawn(move || {
+                let mut first = true;
+                let mut reported = false;
+                while !stop.load(Ordering::SeqCst) {
+                    // Read before sending: a request sent after the reload
+                    // was logged must see the new data.
+                    let after = reloaded.load(Ordering::SeqCst);
+                    match c.call(&mirrorlist()) {
+                        Ok(r) if r.status == 200 => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                            let g = generation(&r.body);
+                            if after && g != 2 {
+                                failures.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if after && !reported {
+                                reported = true;
+                                saw_new_tx.send(g).unwrap();
+                            }
+                        }
+                        _ => {
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    if first {
+                        first = false;
+                        started_tx.send(()).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..50 {
+        started.recv().unwrap();
+    }
+    cachefile::write_atomic(&server.cache(), &fixtures::cache(2)).unwrap();
+    server.proc.signal(Signal::SIGHUP);
+    let line = server.proc.wait_for("reloaded");
+    assert!(line.contains("built_at=1700000002"), "{line}");
+    reloaded.store(true, Ordering::SeqCst);
+    for _ in 0..50 {
+        assert_eq!(saw_new.recv().unwrap(), 2, "new data visible after reload");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "failed requests");
+    assert!(answered.load(Ordering::Relaxed) >= 100);
+}
+
+#[test]
+fn corrupt_cache_on_sighup_keeps_the_old_data() {
+    let mut server = start();
+    let mut c = server.connect();
+    let mut bytes = cachefile::encode(&fixtures::cache(2));
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    cachefile::write_bytes_atomic(&server.cache(), &bytes).unwrap();
+    server.proc.signal(Signal::SIGHUP);
+    let line = server.proc.wait_for("reload failed");
+    assert!(line.contains("checksum"), "{line}");
+    let reply = c.call(&mirrorlist()).unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(generation(&reply.body), 1, "the old cache keeps serving");
+    // A truncated file too.
+    cachefile::write_bytes_atomic(&server.cache(), &bytes[..100]).unwrap();
+    server.proc.signal(Signal::SIGHUP);
+    let line = server.proc.wait_for("reload failed");
+    assert!(line.contains("truncated"), "{line}");
+    assert_eq!(generation(&c.call(&mirrorlist()).unwrap().body), 1);
+}
+
+#[test]
+fn sigterm_removes_socket_and_pidfile_and_exits_zero() {
+    let mut server = start();
+    let pidfile = server.dir.path().join("server.pid");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, server.proc.pid().as_raw());
+    // A connection that stays open does not keep the server alive.
+    let _idle = server.connect();
+    server.proc.signal(Signal::SIGTERM);
+    let status = server.proc.wait_exit();
+    assert!(
+        status.success(),
+        "exit status {status:?}: {}",
+        server.proc.log()
+    );
+    assert!(!server.socket().exists(), "socket file removed");
+    assert!(!pidfile.exists(), "pidfile removed");
+}
+
+#[test]
+fn two_thousand_connections_at_once_are_all_answered() {
+    let server = start();
+    let mut conns: Vec<FrameClient> = (0..2000).map(|_| server.connect()).collect();
+    for c in &mut conns {
+        c.send(&mirrorlist()).unwrap();
+    }
+    for c in &mut conns {
+        let (_, reply) = c.recv().unwrap();
+        assert_eq!(reply.status, 200);
+    }
+}
+
+#[test]
+fn half_a_frame_then_disconnect_costs_nothing() {
+    let mut server = start();
+    {
+        let mut c = server.connect();
+        let mut frame = Vec::new();
+        protocol::encode_request(1, &mirrorlist(), &mut frame);
+        use std::io::Write;
+        c.stream().write_all(&frame[..frame.len() / 2]).unwrap();
+    }
+    // An oversized length closes that connection, and only that one.
+    let mut good = server.connect();
+    {
+        let mut bad = server.connect();
+        use std::io::{Read, Write};
+        bad.stream().write_all(&u32::MAX.to_le_bytes()).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(bad.stream().read(&mut buf).unwrap(), 0, "closed");
+    }
+    server.proc.wait_for("exceeds the maximum");
+    assert_eq!(good.call(&mirrorlist()).unwrap().status, 200);
+}
+
+#[test]
+fn other_protocol_versions_get_an_error_reply_not_a_hang() {
+    let server = start();
+    let mut c = server.connect();
+    let mut frame = Vec::new();
+    protocol::encode_request(7, &mirrorlist(), &mut frame);
+    frame[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
+    use std::io::Write;
+    c.stream().write_all(&frame).unwrap();
+    let (id, reply) = c.recv().unwrap();
+    assert_eq!(id, 7);
+    assert_eq!(reply.status, 500);
+    assert!(String::from_utf8_lossy(&reply.body).contains("protocol version"));
+    // The connection is still usable.
+    assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
+}
+
+#[test]
+fn a_live_socket_is_not_stolen_and_a_stale_one_is_replaced() {
+    let server = start();
+    let mut second = Proc::spawn(command(server.dir.path()));
+    let status = second.wait_exit();
+    assert!(!status.success());
+    assert!(
+        second.log().contains("another server is listening"),
+        "{}",
+        second.log()
+    );
+    assert_eq!(server.connect().call(&mirrorlist()).unwrap().status, 200);
+
+    // A socket file nobody listens on (as after a crash) is replaced.
+    let dir = tempfile::tempdir().unwrap();
+    cachefile::write_atomic(&dir.path().join("cache.bin"), &fixtures::cache(1)).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(dir.path().join("mirrorlist.sock")).unwrap());
+    let mut p = Proc::spawn(command(dir.path()));
+    p.wait_for("ready");
+    let meta = std::fs::metadata(dir.path().join("mirrorlist.sock")).unwrap();
+    assert!(meta.file_type().is_socket());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660, "default mode");
+    let mut c = FrameClient::connect(&dir.path().join("mirrorlist.sock")).unwrap();
+    assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
+}
+
+#[test]
+fn access_log_is_written_and_reopened() {
+    let mut server = start();
+    let mut c = server.connect();
+    let mut req = mirrorlist();
+    req.query.push(("countme".into(), "2".into()));
+    assert_eq!(c.call(&req).unwrap().status, 200);
+    // logrotate moves the file, then signals.
+    let rotated = server.dir.path().join("access.log.1");
+    std::fs::rename(server.access_log(), &rotated).unwrap();
+    server.proc.signal(Signal::SIGUSR1);
+    server.proc.wait_for("access log reopened");
+    assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
+    server.proc.signal(Signal::SIGTERM);
+    assert!(server.proc.wait_exit().success());
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(
+        old.starts_with("IP: 192.0.2.10; DATE: ")
+            && old.contains("; REPO: fedora-42; ARCH: x86_64; COUNTME: 2\n"),
+        "{old:?}"
+    );
+    let new = std::fs::read_to_string(server.access_log()).unwrap();
+    assert_eq!(new.lines().count(), 1, "{new:?}");
+    assert!(!new.contains("COUNTME"), "{new:?}");
+}
+
+#[test]
+fn check_loads_everything_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.bin");
+    cachefile::write_atomic(&cache, &fixtures::cache(1)).unwrap();
+    let out = Command::new(bin("mirrorlist-server"))
+        .arg("--cache")
+        .arg(&cache)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("6 hosts"), "{stdout}");
+
+    std::fs::write(&cache, b"MIRRLIST but not really").unwrap();
+    let out = Command::new(bin("mirrorlist-server"))
+        .arg("--cache")
+        .arg(&cache)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cache.bin"), "{stderr}");
+
+    let out = Command::new(bin("mirrorlist-server"))
+        .arg("--no-such-flag")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "usage errors exit 64");
+}
