@@ -1,1 +1,42 @@
-fn main() {}
+//! The `mirrorlist-client` binary: flags, logging, a current-thread runtime
+//! (measured faster than a multi-thread one for this I/O-bound relay), then
+//! serving or `ask`. Exit 64 for usage or configuration errors, 1 for
+//! runtime failures, 0 otherwise.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mirrorlist_client::cli::{Cli, Command};
+use mirrorlist_client::{ask, serve, Failure};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.log_level()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("cannot start the runtime")))
+        .and_then(|runtime| match cli.command {
+            Some(Command::Ask(args)) => runtime.block_on(ask::main(args.into_config())),
+            None => {
+                let config = cli
+                    .serve
+                    .into_config()
+                    .map_err(|e| Failure::Usage(e.into()))?;
+                runtime.block_on(serve(config))
+            }
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("mirrorlist-client: {failure:#}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The resolved configuration: what [`crate::run`] and [`crate::ask`] work
+//! from, independent of how it was spelled on the command line (tests build
+//! it directly from [`Config::default`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Configuration of the serving front end.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The server's Unix socket.
+    pub socket: PathBuf,
+    /// Addresses to accept HTTP on (used by `main`, which binds them; `run`
+    /// takes the bound listeners).
+    pub listen: Vec<SocketAddr>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Requests forwarded to the server at once.
+    pub max_inflight: usize,
+    /// Requests allowed to wait for an in-flight slot; beyond that, 503.
+    pub max_queue: usize,
+    /// Persistent connections to the server.
+    pub upstream_connections: usize,
+    /// Bound on a request's whole wait (queue and server).
+    pub request_timeout: Duration,
+    /// Bound on reading request headers, and so on idle keep-alive.
+    pub header_timeout: Duration,
+    /// Bound on finishing in-flight requests at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Bound on the server's answer to a `/health` ping. Short, so a proxy's
+    /// health check gets an honest answer well inside its own timeout.
+    pub health_timeout: Duration,
+    /// Listen backlog of the HTTP sockets `main` binds: bursts of thousands
+    /// of simultaneous connections (cloud instances on a timer) must wait in
+    /// the kernel queue, not be refused. The kernel caps it at somaxconn.
+    pub backlog: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            socket: PathBuf::from("/run/mirrorlist/mirrorlist.sock"),
+            listen: Vec::new(),
+            trusted_proxies: Vec::new(),
+            max_inflight: 1024,
+            max_queue: 8192,
+            upstream_connections: 2,
+            request_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            health_timeout: Duration::from_secs(2),
+            backlog: 4096,
+        }
+    }
+}
+
+/// Configuration of the `ask` subcommand.
+#[derive(Clone, Debug)]
+pub struct AskConfig {
+    /// The server's Unix socket.
+    pub socket: PathBuf,
+    /// The client address to ask for.
+    pub ip: Option<IpAddr>,
+    /// How long to wait for the answer.
+    pub request_timeout: Duration,
+    /// HEAD instead of GET.
+    pub head: bool,
+    /// Request target: path and query.
+    pub target: String,
+}

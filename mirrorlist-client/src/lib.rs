@@ -1,0 +1,80 @@
+//! `mirrorlist-client`: the HTTP front end of the mirrorlist service.
+//!
+//! It speaks HTTP to dnf, yum, apt and curl (directly or behind a proxy),
+//! decodes the query, works out the client's address, and forwards each
+//! request over a small pool of persistent, pipelined Unix-socket
+//! connections to `mirrorlist-server`, which selects and renders; the reply
+//! is sent back as it came. Everything is bounded: header read time, the
+//! wait for the server, the number of requests in flight and queued.
+//!
+//! # Layout
+//!
+//! - [`cli`]: command-line flags (clap) and their checks.
+//! - [`config`]: the resolved [`Config`] (serving) and [`AskConfig`].
+//! - [`server`]: [`run`], the accept loop and graceful shutdown; [`bind`].
+//! - [`http`]: routing, local answers (400/404/405/414, `/health`) and the
+//!   translation of the server's reply into an HTTP response.
+//! - [`query`]: query-string decoding (percent-escapes, `+`, UTF-8).
+//! - [`forwarded`]: the client address from the peer and trusted
+//!   `X-Forwarded-For`.
+//! - [`upstream`]: the pipelined connection pool, admission limit, timeouts
+//!   and reconnects.
+//! - [`ask`]: the `ask` subcommand, one request straight over the socket.
+//! - [`signal`]: SIGTERM/SIGINT as the shutdown future.
+//!
+//! The wire protocol itself is `mirrorlist_core::protocol`.
+
+#![forbid(unsafe_code)]
+
+pub mod ask;
+pub mod cli;
+pub mod config;
+pub mod forwarded;
+pub mod http;
+pub mod query;
+pub mod server;
+pub mod signal;
+pub mod upstream;
+
+pub use config::{AskConfig, Config};
+pub use server::{bind, run};
+
+/// How the program failed, deciding its exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad flags or configuration: exit 64 (EX_USAGE).
+    #[error("{0:#}")]
+    Usage(anyhow::Error),
+    /// Anything that went wrong while running: exit 1.
+    #[error("{0:#}")]
+    Runtime(anyhow::Error),
+}
+
+impl Failure {
+    /// The process exit status for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 64,
+            Failure::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Binds the configured addresses, installs the signal handlers and runs
+/// until SIGTERM or SIGINT. Must be called inside a tokio runtime.
+pub async fn serve(config: Config) -> Result<(), Failure> {
+    use anyhow::Context as _;
+    let mut listeners = Vec::with_capacity(config.listen.len());
+    for addr in &config.listen {
+        let listener = bind(*addr, config.backlog)
+            .with_context(|| format!("cannot listen on {addr}"))
+            .map_err(Failure::Runtime)?;
+        listeners.push(listener);
+    }
+    let shutdown = signal::shutdown()
+        .context("cannot install signal handlers")
+        .map_err(Failure::Runtime)?;
+    run(config, listeners, shutdown)
+        .await
+        .map_err(Failure::Runtime)
+}
