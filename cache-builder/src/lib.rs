@@ -18,8 +18,8 @@
 //! - [`continents`]: the country → continent table (bundled or from a file).
 //! - [`scan`]: size, time and hashes of `repomd.xml` files.
 //! - [`alternates`]: older file versions carried across builds.
-//! - [`build`]: the `build` pipeline and its report.
-//! - [`inspect`]: the `inspect` report.
+//! - [`mod@build`]: the `build` pipeline and its report.
+//! - [`mod@inspect`]: the `inspect` report.
 //! - [`reload`]: SIGHUP to the server after a write.
 //! - [`error`]: error types and their exit codes (64 configuration, 1
 //!   runtime).

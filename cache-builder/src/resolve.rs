@@ -592,14 +592,13 @@ impl Resolver<'_> {
 
     /// One `[[hosts.categories]]` entry: its category, URLs and what it
     /// carries.
-    #[allow(clippy::type_complexity)]
     fn host_category(
         &mut self,
         host: &str,
         hc: &Spanned<HostCategoryDesc>,
         categories: &HashMap<&str, (usize, Range<usize>)>,
         earlier: &[(usize, Vec<UrlIdx>, Carries)],
-    ) -> Option<(usize, Vec<(String, Protocol)>, Carries)> {
+    ) -> Option<CheckedHostCategory> {
         let c = hc.get_ref();
         let name = c.category.get_ref().as_str();
         let Some(&(cat, _)) = categories.get(name) else {
@@ -680,6 +679,10 @@ impl Resolver<'_> {
         ok.then_some((cat, urls, carries))
     }
 }
+
+/// A checked host-category entry: category index, URLs with their
+/// protocols, and what of the category the host carries.
+type CheckedHostCategory = (usize, Vec<(String, Protocol)>, Carries);
 
 /// What part of a category a host carries; paths relative to the topdir.
 #[derive(Debug)]

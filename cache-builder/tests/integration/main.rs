@@ -8,6 +8,7 @@ mod atomic;
 mod cli;
 mod errors;
 mod model;
+mod readme;
 mod sample;
 
 use std::path::{Path, PathBuf};
@@ -206,7 +207,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-#[allow(dead_code)]
+/// The workspace root.
 pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
