@@ -1,1 +1,900 @@
-//! (being written)
+//! One request in, one reply out: query → target directory → client location
+//! → selection → rendering. Pure (no I/O): the server drives it from its
+//! connections and the tests call it directly.
+//!
+//! # Statuses
+//!
+//! | case | status | body |
+//! |---|---|---|
+//! | list or metalink | 200 | the answer, even when no mirror carries it (MirrorManager does so for lists; for metalinks a valid document with no URL makes dnf stop at once instead of retrying a 404 a dozen times, and it still carries the hashes) |
+//! | `redirect=1` | 302 | `Location:` the first mirror's https/http URL |
+//! | `redirect=1`, no mirror | 404 | the list's header line |
+//! | neither `path=` nor `repo=`+`arch=` | 400 | `# either path=, or repo= and arch= must be specified` |
+//! | `ip=` not an address | 400 | `# error: ip= is not an IP address: "…"` |
+//! | unknown repo or arch | 404 | `# repo = R arch = A error: invalid repo or arch` and the available repositories |
+//! | unknown path | 404 | `# path = P error: invalid path` |
+//! | disabled repository | 404 | `# repo = R arch = A repo disabled` (MirrorManager says 200; but there is no list for it, and a 404 keeps caches and monitoring from taking it for a served list) |
+//! | no file details for a metalink | 404 | `<dir>/<file> not found or has no metalink` |
+//!
+//! On `/metalink`, error texts are wrapped in MirrorManager's failure
+//! document (a metalink holding only a comment).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::net::IpAddr;
+
+use mirrorlist_core::model::{Country, FileEntry};
+use mirrorlist_core::protocol::{Endpoint, Reply, Request};
+use rand::rngs::SmallRng;
+
+use crate::asn::AsnTable;
+use crate::geo::GeoLookup;
+use crate::index::Index;
+use crate::query::{IpParam, ProtocolSet, Query};
+use crate::render::{self, Head, Target};
+use crate::select::{self, Params, Selection};
+
+/// Everything a request is answered from. Built once per cache (re)load.
+pub struct State {
+    /// The indexed cache.
+    pub index: Index,
+    /// GeoIP; without it, clients get no country tiers.
+    pub geo: Option<Box<dyn GeoLookup + Send + Sync>>,
+    /// Prefix → ASN; without it, no ASN tier.
+    pub asn: Option<AsnTable>,
+    /// The global tier is added while fewer hosts than this were found.
+    pub minimum: usize,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("index", &self.index)
+            .field("geo", &self.geo.is_some())
+            .field("asn", &self.asn)
+            .field("minimum", &self.minimum)
+            .finish()
+    }
+}
+
+impl State {
+    /// Indexes `cache` and bundles it with the lookups.
+    pub fn new(
+        cache: mirrorlist_core::model::Cache,
+        geo: Option<Box<dyn GeoLookup + Send + Sync>>,
+        asn: Option<AsnTable>,
+        minimum: usize,
+    ) -> State {
+        State {
+            index: Index::new(cache),
+            geo,
+            asn,
+            minimum,
+        }
+    }
+}
+
+/// What the access log records about an answered repo+arch request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// The address selected for (`ip=` or the connection's).
+    pub ip: Option<IpAddr>,
+    /// Its country, if known.
+    pub country: Option<Country>,
+    /// The repository as requested (with `-version`), before redirects.
+    pub repo: String,
+    /// The architecture.
+    pub arch: String,
+    /// `countme=` (1..=4), when valid.
+    pub countme: Option<u8>,
+}
+
+thread_local! {
+    /// Selection buffers reused across requests on this thread.
+    static SCRATCH: RefCell<Selection> = RefCell::new(Selection::default());
+}
+
+/// What a request resolved to.
+struct Resolved<'a> {
+    head: Head<'a>,
+    /// The directory whose hosts are selected.
+    dir: u32,
+    target: Target<'a>,
+    /// For metalinks: the file described.
+    file: Option<&'a FileEntry>,
+}
+
+fn error(state: &State, metalink: bool, status: u16, text: &str) -> Reply {
+    if metalink {
+        let mut body = String::with_capacity(512 + text.len());
+        render::metalink_failure(&mut body, &state.index, text);
+        Reply {
+            status,
+            content_type: render::METALINK.into(),
+            headers: Vec::new(),
+            body: body.into_bytes(),
+        }
+    } else {
+        let mut body = String::with_capacity(text.len() + 1);
+        body.push_str(text);
+        body.push('\n');
+        Reply::text(status, body)
+    }
+}
+
+/// Trims slashes and collapses repeated ones, as MirrorManager does.
+fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = path.trim_matches('/');
+    if !trimmed.contains("//") {
+        return trimmed.into();
+    }
+    trimmed
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+        .into()
+}
+
+/// Answers one request. Pure: no I/O. `rng` drives the shuffle.
+pub fn handle(state: &State, req: &Request, rng: &mut SmallRng) -> (Reply, Option<AccessRecord>) {
+    let metalink = match req.endpoint {
+        Endpoint::Ping => {
+            let body = format!("ok built_at={}\n", state.index.cache().built_at);
+            return (Reply::text(200, body), None);
+        }
+        Endpoint::Mirrorlist => false,
+        Endpoint::Metalink => true,
+    };
+    let q = Query::parse(&req.query);
+    let index = &state.index;
+
+    let path;
+    let resolved = if let Some(p) = q.path {
+        path = normalize_path(p);
+        match resolve_path(state, metalink, &path) {
+            Ok(r) => r,
+            Err(reply) => return (reply, None),
+        }
+    } else if let (Some(repo), Some(arch)) = (q.repo.as_deref(), q.arch) {
+        match resolve_repo(state, metalink, repo, arch) {
+            Ok(r) => r,
+            Err(reply) => return (reply, None),
+        }
+    } else {
+        let text = "# either path=, or repo= and arch= must be specified";
+        return (error(state, metalink, 400, text), None);
+    };
+
+    let ip = match q.ip {
+        IpParam::Absent => req.client_ip.map(|ip| ip.to_canonical()),
+        IpParam::Valid(ip) => Some(ip),
+        IpParam::Invalid(raw) => {
+            let mut text = String::from("# error: ip= is not an IP address: \"");
+            render::push_sanitized(&mut text, raw);
+            text.push('"');
+            return (error(state, metalink, 400, &text), None);
+        }
+    };
+    let want_asn = q.netblock && q.places.is_none();
+    let loc = select::locate(
+        index,
+        state.geo.as_deref().map(|g| g as &dyn GeoLookup),
+        state.asn.as_ref(),
+        ip,
+        want_asn,
+    );
+    let record = match (&q.repo, q.arch, q.path) {
+        (Some(repo), Some(arch), None) => Some(AccessRecord {
+            ip,
+            country: loc.country,
+            repo: repo.to_string(),
+            arch: arch.to_string(),
+            countme: q.countme,
+        }),
+        _ => None,
+    };
+
+    let params = Params {
+        places: q.places.as_deref(),
+        netblock: q.netblock,
+        protocols: q.protocols,
+        usable: if metalink {
+            ProtocolSet::ALL
+        } else {
+            ProtocolSet::PLAIN
+        },
+        minimum: state.minimum,
+    };
+    let reply = SCRATCH.with(|scratch| {
+        // A re-entrant call cannot happen (handle does not recurse), but a
+        // fresh buffer is the safe answer if it ever did.
+        let mut fresh = None;
+        let mut borrowed = scratch.try_borrow_mut().ok();
+        let sel: &mut Selection = match borrowed.as_deref_mut() {
+            Some(s) => s,
+            None => fresh.insert(Selection::default()),
+        };
+        select::select(index, resolved.dir, &loc, &params, rng, sel);
+        answer(state, &resolved, &q, sel)
+    });
+    (reply, record)
+}
+
+fn resolve_path<'a>(
+    state: &'a State,
+    metalink: bool,
+    path: &'a str,
+) -> Result<Resolved<'a>, Reply> {
+    let index = &state.index;
+    let head = Head::Path(path);
+    if let Some(d) = index.path(path) {
+        if metalink {
+            let text = format!("{path}/ not found or has no metalink");
+            return Err(error(state, true, 404, &text));
+        }
+        return Ok(Resolved {
+            head,
+            dir: d,
+            target: Target {
+                dir: index.directory(d),
+                extra: "",
+                file: None,
+            },
+            file: None,
+        });
+    }
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let Some(d) = index.path(parent) else {
+        let mut text = String::new();
+        render::head(&mut text, &head);
+        text.push_str("error: invalid path");
+        return Err(error(state, metalink, 404, &text));
+    };
+    let file = if metalink {
+        match index.cache().file(parent, name) {
+            Some(f) => Some(f),
+            None => {
+                let text = format!("{path} not found or has no metalink");
+                return Err(error(state, true, 404, &text));
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Resolved {
+        head,
+        dir: d,
+        target: Target {
+            dir: index.directory(d),
+            extra: "",
+            file: Some(name),
+        },
+        file,
+    })
+}
+
+fn resolve_repo<'a>(
+    state: &'a State,
+    metalink: bool,
+    repo: &'a str,
+    arch: &'a str,
+) -> Result<Resolved<'a>, Reply> {
+    let index = &state.index;
+    let repo = index.redirect(repo);
+    let head = Head::Repo { repo, arch };
+    let mut text = String::new();
+    render::head(&mut text, &head);
+    if index.is_disabled(repo) {
+        text.push_str("repo disabled");
+        return Err(error(state, metalink, 404, &text));
+    }
+    let Some(d) = index.repo(repo, arch) else {
+        text.push_str("error: invalid repo or arch\n# following repositories are available:\n");
+        text.push_str(index.repo_listing());
+        // `error` adds the final newline.
+        text.pop();
+        return Err(error(state, metalink, 404, &text));
+    };
+    if !metalink {
+        return Ok(Resolved {
+            head,
+            dir: d,
+            target: Target {
+                dir: index.directory(d),
+                extra: "",
+                file: None,
+            },
+            file: None,
+        });
+    }
+    let Some(file) = index.repomd(d) else {
+        let text = format!(
+            "{}/repodata/repomd.xml not found or has no metalink",
+            index.directory(d).path
+        );
+        return Err(error(state, true, 404, &text));
+    };
+    // Hosts are taken from the repodata directory itself when the cache
+    // lists it (its freshness is what the metalink vouches for), else from
+    // the repository directory with `/repodata` appended to the URLs.
+    let (dir, extra) = match index.repodata(d) {
+        Some(rd) => (rd, ""),
+        None => (d, "/repodata"),
+    };
+    Ok(Resolved {
+        head,
+        dir,
+        target: Target {
+            dir: index.directory(dir),
+            extra,
+            file: Some("repomd.xml"),
+        },
+        file: Some(file),
+    })
+}
+
+fn answer(state: &State, r: &Resolved<'_>, q: &Query<'_>, sel: &Selection) -> Reply {
+    let index = &state.index;
+    if let Some(file) = r.file {
+        let mut body = String::with_capacity(2048 + sel.picks.len() * 256);
+        render::metalink(&mut body, index, file, &r.target, sel);
+        return Reply {
+            status: 200,
+            content_type: render::METALINK.into(),
+            headers: Vec::new(),
+            body: body.into_bytes(),
+        };
+    }
+    if q.redirect {
+        if let Some(location) = render::redirect_location(index, &r.target, sel) {
+            let mut reply = Reply::text(302, Vec::new());
+            reply.headers.push(("Location".into(), location));
+            return reply;
+        }
+    }
+    let mut body = String::with_capacity(256 + sel.picks.len() * 96);
+    if q.redirect {
+        // No mirror to redirect to: the list's header says what was asked.
+        render::head(&mut body, &r.head);
+        body.push('\n');
+        return Reply::text(404, body);
+    }
+    render::mirrorlist(&mut body, index, &r.head, &r.target, sel, q.time);
+    Reply::text(200, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geo::TableGeo;
+    use crate::select::tests::{cc, World};
+    use mirrorlist_core::model::{DirectoryFiles, FileDetails, RepoRedirect};
+    use rand::SeedableRng;
+
+    fn req(endpoint: Endpoint, ip: Option<&str>, q: &[(&str, &str)]) -> Request {
+        Request {
+            endpoint,
+            client_ip: ip.map(|s| s.parse().unwrap()),
+            query: q
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        }
+    }
+
+    fn state(w: &World) -> State {
+        let geo = TableGeo::new([
+            ("194.25.0.0/16".parse().unwrap(), cc("DE")),
+            ("2003::/19".parse().unwrap(), cc("DE")),
+            ("81.2.69.0/24".parse().unwrap(), cc("GB")),
+            ("62.0.0.0/8".parse().unwrap(), cc("AT")),
+        ]);
+        let asn = AsnTable::parse("194.25.0.0/16 3320\n").unwrap();
+        let mut c = w.cache.clone();
+        c.normalize();
+        State::new(c, Some(Box::new(geo)), Some(asn), 5)
+    }
+
+    fn call(s: &State, r: &Request) -> (Reply, Option<AccessRecord>) {
+        let mut rng = SmallRng::seed_from_u64(42);
+        handle(s, r, &mut rng)
+    }
+
+    fn body(r: &Reply) -> &str {
+        std::str::from_utf8(&r.body).unwrap()
+    }
+
+    fn details(tag: &str, ts: u64) -> FileDetails {
+        FileDetails {
+            timestamp: ts,
+            size: 4321,
+            md5: format!("md5-{tag}"),
+            sha1: format!("sha1-{tag}"),
+            sha256: format!("sha256-{tag}"),
+            sha512: format!("sha512-{tag}"),
+        }
+    }
+
+    /// One German https+rsync host, one Austrian http host, one private
+    /// host reached by netblock; repodata details with one alternate.
+    fn world() -> World {
+        let mut w = World::new();
+        w.add(
+            "DE",
+            &["rsync://de.example/pub", "https://de.example/pub"],
+            |_| {},
+        );
+        w.add("AT", &["http://at.example/pub"], |h| h.bandwidth = 50);
+        w.add("DE", &["https://private.example/pub"], |h| {
+            h.private = true;
+            h.netblocks = vec!["10.0.0.0/8".parse().unwrap()];
+        });
+        w.cache.file_details = vec![DirectoryFiles {
+            directory: "pub/os/repodata".into(),
+            files: vec![mirrorlist_core::model::FileEntry {
+                name: "repomd.xml".into(),
+                versions: vec![details("new", 1_700_000_100), details("old", 1_699_000_000)],
+            }],
+        }];
+        w.cache.repo_redirects = vec![RepoRedirect {
+            from: "fedora-old".into(),
+            to: "fedora-42".into(),
+        }];
+        w.cache.disabled_repos = vec!["fedora-gone".into()];
+        w.cache.repos.push(mirrorlist_core::model::Repo {
+            name: "fedora-gone".into(),
+            arch: "x86_64".into(),
+            directory: 0,
+        });
+        w
+    }
+
+    const REPO: [(&str, &str); 2] = [("repo", "fedora-42"), ("arch", "x86_64")];
+
+    #[test]
+    fn golden_plain_list() {
+        let s = state(&world());
+        // Single-host tiers make the order deterministic: DE, then AT.
+        let (reply, rec) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &REPO));
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.content_type, render::TEXT);
+        assert_eq!(
+            body(&reply),
+            "# repo = fedora-42 arch = x86_64 country = DE country = AT country = global \n\
+             https://de.example/pub/os/\n\
+             http://at.example/pub/os/\n"
+        );
+        assert_eq!(
+            rec,
+            Some(AccessRecord {
+                ip: Some("194.25.0.60".parse().unwrap()),
+                country: Some(cc("DE")),
+                repo: "fedora-42".into(),
+                arch: "x86_64".into(),
+                countme: None,
+            })
+        );
+    }
+
+    #[test]
+    fn golden_plain_list_netblock_time_protocol() {
+        let s = state(&world());
+        let q = [
+            ("repo", "fedora-42"),
+            ("arch", "x86_64"),
+            ("time", "1"),
+            ("protocol", "https"),
+            ("countme", "2"),
+        ];
+        let (reply, rec) = call(&s, &req(Endpoint::Mirrorlist, Some("10.1.1.1"), &q));
+        assert_eq!(
+            body(&reply),
+            "# repo = fedora-42 arch = x86_64 Using preferred netblock country = global protocol = https \n\
+             # database creation time: 1700000000\n\
+             https://private.example/pub/os/\n\
+             https://de.example/pub/os/\n"
+        );
+        assert_eq!(rec.unwrap().countme, Some(2));
+    }
+
+    #[test]
+    fn golden_metalink() {
+        let s = state(&world());
+        let (reply, _) = call(&s, &req(Endpoint::Metalink, Some("194.25.0.60"), &REPO));
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.content_type, "application/metalink+xml");
+        let expected = r#"<?xml version="1.0" encoding="utf-8"?>
+<metalink version="3.0" xmlns="http://www.metalinker.org/" type="dynamic" pubdate="Tue, 14 Nov 2023 22:13:20 GMT" generator="mirrormanager" xmlns:mm0="http://fedorahosted.org/mirrormanager">
+ <files>
+  <file name="repomd.xml">
+   <mm0:timestamp>1700000100</mm0:timestamp>
+   <size>4321</size>
+   <verification>
+    <hash type="md5">md5-new</hash>
+    <hash type="sha1">sha1-new</hash>
+    <hash type="sha256">sha256-new</hash>
+    <hash type="sha512">sha512-new</hash>
+   </verification>
+   <mm0:alternates>
+    <mm0:alternate>
+      <mm0:timestamp>1699000000</mm0:timestamp>
+      <size>4321</size>
+      <verification>
+       <hash type="md5">md5-old</hash>
+       <hash type="sha1">sha1-old</hash>
+       <hash type="sha256">sha256-old</hash>
+       <hash type="sha512">sha512-old</hash>
+      </verification>
+    </mm0:alternate>
+   </mm0:alternates>
+   <resources maxconnections="1">
+    <url protocol="https" type="https" location="DE" preference="100">https://de.example/pub/os/repodata/repomd.xml</url>
+    <url protocol="rsync" type="rsync" location="DE" preference="100">rsync://de.example/pub/os/repodata/repomd.xml</url>
+    <url protocol="http" type="http" location="AT" preference="99">http://at.example/pub/os/repodata/repomd.xml</url>
+   </resources>
+  </file>
+ </files>
+</metalink>
+"#;
+        assert_eq!(body(&reply), expected);
+    }
+
+    #[test]
+    fn metalink_private_hosts_and_repodata_directory() {
+        let mut w = world();
+        // The cache lists the repodata directory with only the private host.
+        w.cache.directories.push(mirrorlist_core::model::Directory {
+            path: "pub/os/repodata".into(),
+            subpath: "os/repodata".into(),
+            global: vec![],
+            by_country: vec![],
+            by_host: vec![(2, vec![3])],
+            ordered: true,
+        });
+        let s = state(&w);
+        let (reply, _) = call(&s, &req(Endpoint::Metalink, Some("10.0.0.1"), &REPO));
+        let b = body(&reply);
+        assert!(b.contains(
+            r#"<url protocol="https" type="https" location="DE" preference="100" mm0:private="True">https://private.example/pub/os/repodata/repomd.xml</url>"#
+        ), "{b}");
+        assert_eq!(b.matches("<url ").count(), 1, "{b}");
+    }
+
+    #[test]
+    fn metalink_parses_with_hostile_characters() {
+        let mut w = World::new();
+        let hostile = "https://evil.example/a&b<c>d\"e'f";
+        w.add("DE", &[hostile], |_| {});
+        w.cache.file_details = vec![DirectoryFiles {
+            directory: "pub/os/repodata".into(),
+            files: vec![mirrorlist_core::model::FileEntry {
+                name: "repomd.xml".into(),
+                versions: vec![details("a", 1), details("b", 2), details("c", 3)],
+            }],
+        }];
+        let s = state(&w);
+        let (reply, _) = call(&s, &req(Endpoint::Metalink, Some("194.25.0.60"), &REPO));
+        assert_eq!(reply.status, 200);
+
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_str(body(&reply));
+        let mut text = String::new();
+        let mut hash_type = String::new();
+        let mut hashes: Vec<(String, String)> = Vec::new();
+        let mut urls = Vec::new();
+        loop {
+            match reader.read_event().expect("well-formed XML") {
+                Event::Start(e) => {
+                    text.clear();
+                    if e.name().as_ref() == b"hash" {
+                        let t = e.try_get_attribute("type").unwrap().unwrap();
+                        hash_type = t.unescape_value().unwrap().into_owned();
+                    }
+                }
+                Event::Text(t) => text.push_str(&t.decode().unwrap()),
+                // quick-xml reports entity references as events of their own.
+                Event::GeneralRef(r) => {
+                    let resolved = match &*r.decode().unwrap() {
+                        "amp" => "&",
+                        "lt" => "<",
+                        "gt" => ">",
+                        "quot" => "\"",
+                        "apos" => "'",
+                        other => panic!("unexpected entity {other}"),
+                    };
+                    text.push_str(resolved);
+                }
+                Event::End(e) => match e.name().as_ref() {
+                    b"hash" => hashes.push((hash_type.clone(), text.clone())),
+                    b"url" => urls.push(text.clone()),
+                    _ => {}
+                },
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        assert_eq!(urls, vec![format!("{hostile}/os/repodata/repomd.xml")]);
+        let expect: Vec<(String, String)> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|t| {
+                let d = details(t, 0);
+                [
+                    ("md5".to_string(), d.md5),
+                    ("sha1".to_string(), d.sha1),
+                    ("sha256".to_string(), d.sha256),
+                    ("sha512".to_string(), d.sha512),
+                ]
+            })
+            .collect();
+        assert_eq!(hashes, expect);
+    }
+
+    #[test]
+    fn metalink_without_mirrors_is_a_valid_empty_document() {
+        let mut w = World::new();
+        w.cache.file_details = world().cache.file_details;
+        let s = state(&w);
+        let (reply, rec) = call(&s, &req(Endpoint::Metalink, Some("194.25.0.60"), &REPO));
+        assert_eq!(reply.status, 200);
+        let b = body(&reply);
+        assert!(
+            b.contains("<resources maxconnections=\"1\">\n   </resources>"),
+            "{b}"
+        );
+        assert!(rec.is_some());
+    }
+
+    #[test]
+    fn metalink_without_file_details() {
+        let mut w = world();
+        w.cache.file_details.clear();
+        let s = state(&w);
+        let (reply, _) = call(&s, &req(Endpoint::Metalink, None, &REPO));
+        assert_eq!(reply.status, 404);
+        assert_eq!(reply.content_type, render::METALINK);
+        assert_eq!(
+            body(&reply),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+             <metalink version=\"3.0\" xmlns=\"http://www.metalinker.org/\" type=\"dynamic\" pubdate=\"Tue, 14 Nov 2023 22:13:20 GMT\" generator=\"mirrormanager\" xmlns:mm0=\"http://fedorahosted.org/mirrormanager\">\n\
+             <!-- pub/os/repodata/repomd.xml not found or has no metalink\n\
+             -->\n\
+             </metalink>\n"
+        );
+    }
+
+    #[test]
+    fn missing_parameters() {
+        let s = state(&world());
+        for q in [
+            &[][..],
+            &[("repo", "fedora-42")][..],
+            &[("arch", "x86_64")][..],
+        ] {
+            let (reply, rec) = call(&s, &req(Endpoint::Mirrorlist, None, q));
+            assert_eq!(reply.status, 400);
+            assert_eq!(
+                body(&reply),
+                "# either path=, or repo= and arch= must be specified\n"
+            );
+            assert!(rec.is_none());
+        }
+        let (reply, _) = call(&s, &req(Endpoint::Metalink, None, &[]));
+        assert_eq!(reply.status, 400);
+        assert!(
+            body(&reply).contains("<!-- # either path=, or repo= and arch= must be specified\n-->")
+        );
+    }
+
+    #[test]
+    fn invalid_repo_lists_the_available_ones() {
+        let s = state(&world());
+        let q = [("repo", "nope\nhttps://evil/"), ("arch", "x86_64")];
+        let (reply, rec) = call(&s, &req(Endpoint::Mirrorlist, None, &q));
+        assert_eq!(reply.status, 404);
+        assert_eq!(
+            body(&reply),
+            "# repo = nope?https://evil/ arch = x86_64 error: invalid repo or arch\n\
+             # following repositories are available:\n\
+             # repo=fedora-42&arch=x86_64\n\
+             # repo=fedora-gone&arch=x86_64\n"
+        );
+        assert!(rec.is_none());
+        let (reply, _) = call(&s, &req(Endpoint::Metalink, None, &q));
+        assert_eq!(reply.status, 404);
+        assert!(body(&reply).contains("# repo=fedora-42&amp;arch=x86_64"));
+    }
+
+    #[test]
+    fn redirects_and_disabled_repositories() {
+        let s = state(&world());
+        let q = [("repo", "fedora-old"), ("arch", "x86_64")];
+        let (reply, rec) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+        assert_eq!(reply.status, 200);
+        assert!(
+            body(&reply).starts_with("# repo = fedora-42 arch = x86_64 "),
+            "{}",
+            body(&reply)
+        );
+        // The log keeps the name the client asked for.
+        assert_eq!(rec.unwrap().repo, "fedora-old");
+        let q = [("repo", "fedora-gone"), ("arch", "x86_64")];
+        let (reply, rec) = call(&s, &req(Endpoint::Mirrorlist, None, &q));
+        assert_eq!(reply.status, 404);
+        assert_eq!(
+            body(&reply),
+            "# repo = fedora-gone arch = x86_64 repo disabled\n"
+        );
+        assert!(rec.is_none());
+    }
+
+    #[test]
+    fn version_and_cc() {
+        let s = state(&world());
+        let q = [
+            ("repo", "fedora"),
+            ("version", "42"),
+            ("arch", "x86_64"),
+            ("cc", "at"),
+        ];
+        let (reply, rec) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+        assert_eq!(
+            body(&reply),
+            "# repo = fedora-42 arch = x86_64 country = AT \nhttp://at.example/pub/os/\n"
+        );
+        assert_eq!(rec.unwrap().repo, "fedora-42");
+    }
+
+    #[test]
+    fn country_global() {
+        let s = state(&world());
+        let q = [
+            ("repo", "fedora-42"),
+            ("arch", "x86_64"),
+            ("country", "global"),
+        ];
+        let (reply, _) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+        let b = body(&reply);
+        assert!(
+            b.starts_with("# repo = fedora-42 arch = x86_64 country = global \n"),
+            "{b}"
+        );
+        assert_eq!(b.lines().count(), 3, "{b}");
+    }
+
+    #[test]
+    fn ip_parameter_and_transition_addresses() {
+        let s = state(&world());
+        let with_ip = |ip: &str| {
+            let q = [("repo", "fedora-42"), ("arch", "x86_64"), ("ip", ip)];
+            call(&s, &req(Endpoint::Mirrorlist, Some("81.2.69.160"), &q))
+        };
+        // 6to4 and Teredo addresses of a German client.
+        for ip in [
+            "2002:c219:3c::1",
+            "2001:0:4136:e378:8000:63bf:3de6:ffc3",
+            "194.25.0.60",
+        ] {
+            let (reply, rec) = with_ip(ip);
+            assert!(
+                body(&reply).contains("country = DE"),
+                "{ip}: {}",
+                body(&reply)
+            );
+            assert_eq!(rec.unwrap().country, Some(cc("DE")));
+        }
+        let (reply, rec) = with_ip("not-an-ip\n");
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            body(&reply),
+            "# error: ip= is not an IP address: \"not-an-ip?\"\n"
+        );
+        assert!(rec.is_none());
+    }
+
+    #[test]
+    fn redirect() {
+        let s = state(&world());
+        let q = [("repo", "fedora-42"), ("arch", "x86_64"), ("redirect", "1")];
+        let (reply, _) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+        assert_eq!(reply.status, 302);
+        assert_eq!(
+            reply.headers,
+            vec![(
+                "Location".to_string(),
+                "https://de.example/pub/os/".to_string()
+            )]
+        );
+        let empty = state(&World::new());
+        let (reply, _) = call(&empty, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+        assert_eq!(reply.status, 404);
+        assert_eq!(body(&reply), "# repo = fedora-42 arch = x86_64 \n");
+    }
+
+    #[test]
+    fn empty_list_is_200_with_header() {
+        let s = state(&World::new());
+        let (reply, _) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &REPO));
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            body(&reply),
+            "# repo = fedora-42 arch = x86_64 country = global \n"
+        );
+    }
+
+    #[test]
+    fn paths() {
+        let s = state(&world());
+        let q = [("path", "//pub//os/")];
+        let (reply, rec) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+        assert_eq!(
+            body(&reply),
+            "# path = pub/os country = DE country = AT country = global \n\
+             https://de.example/pub/os/\n\
+             http://at.example/pub/os/\n"
+        );
+        assert!(rec.is_none(), "MirrorManager logs repo+arch requests only");
+        let q = [("path", "pub/os/file.iso")];
+        let (reply, _) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+        assert!(body(&reply).contains("https://de.example/pub/os/file.iso\n"));
+        let q = [("path", "pub/os/repodata/repomd.xml")];
+        let (reply, _) = call(&s, &req(Endpoint::Mirrorlist, None, &q));
+        assert_eq!(reply.status, 404);
+        assert_eq!(
+            body(&reply),
+            "# path = pub/os/repodata/repomd.xml error: invalid path\n"
+        );
+        let q = [("path", "pub/os")];
+        let (reply, _) = call(&s, &req(Endpoint::Metalink, None, &q));
+        assert_eq!(reply.status, 404);
+        assert!(body(&reply).contains("pub/os/ not found or has no metalink"));
+    }
+
+    #[test]
+    fn ping() {
+        let s = state(&world());
+        let (reply, rec) = call(&s, &req(Endpoint::Ping, None, &[]));
+        assert_eq!(
+            (reply.status, body(&reply)),
+            (200, "ok built_at=1700000000\n")
+        );
+        assert!(rec.is_none());
+    }
+
+    #[test]
+    fn ipv6_clients_get_no_ipv4_only_hosts() {
+        let mut w = World::new();
+        w.add("DE", &["https://v4.example/pub"], |h| {
+            h.families = mirrorlist_core::model::Families::Ipv4
+        });
+        w.add("DE", &["https://v6.example/pub"], |h| {
+            h.families = mirrorlist_core::model::Families::Ipv6
+        });
+        let s = state(&w);
+        let (reply, _) = call(&s, &req(Endpoint::Mirrorlist, Some("2003::1"), &REPO));
+        assert_eq!(
+            body(&reply),
+            "# repo = fedora-42 arch = x86_64 country = DE country = global \nhttps://v6.example/pub/os/\n"
+        );
+        let (reply, _) = call(
+            &s,
+            &req(Endpoint::Mirrorlist, Some("::ffff:194.25.0.60"), &REPO),
+        );
+        assert_eq!(
+            body(&reply),
+            "# repo = fedora-42 arch = x86_64 country = DE country = global \nhttps://v4.example/pub/os/\n"
+        );
+    }
+
+    #[test]
+    fn state_without_geo_or_asn() {
+        let mut c = world().cache;
+        c.normalize();
+        let s = State::new(c, None, None, 5);
+        assert!(format!("{s:?}").contains("State"));
+        let (reply, rec) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &REPO));
+        assert_eq!(reply.status, 200);
+        assert!(body(&reply).starts_with("# repo = fedora-42 arch = x86_64 country = global \n"));
+        assert_eq!(rec.unwrap().country, None);
+    }
+}

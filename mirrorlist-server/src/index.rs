@@ -1,1 +1,484 @@
-//! (being written)
+//! The cache, indexed for serving.
+//!
+//! Everything a request would otherwise search, group or sort is prepared
+//! here once, when a cache is loaded, so that per-request work is
+//! proportional to the answer:
+//!
+//! - hash maps for repo+arch, paths, repository redirects and disabled
+//!   repositories;
+//! - prefix tries for the hosts' own netblocks and for the netblock → country
+//!   overrides;
+//! - ASN → hosts that take that ASN's clients;
+//! - a dense country → continent table (with the overrides applied);
+//! - each host's URLs for a directory ordered by protocol preference (https,
+//!   http, ftp, rsync), so the plain list takes the first usable one;
+//! - each repository directory's `repodata` subdirectory, for metalinks;
+//! - the metalink `pubdate` and the "available repositories" listing.
+//!
+//! Index building also drops references that point outside the cache's
+//! tables (a host or URL index past the end), so serving can index slices
+//! without a chance of panicking on a damaged cache.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use mirrorlist_core::model::{Cache, Country, Directory, FileEntry, HostIdx};
+use prefix_trie::PrefixMap;
+
+/// Continent ids are small integers; this many are possible.
+const NO_CONTINENT: u8 = u8::MAX;
+
+/// A pair of prefix tries, one per address family.
+#[derive(Clone)]
+struct Netblocks<T> {
+    v4: PrefixMap<Ipv4Net, T>,
+    v6: PrefixMap<Ipv6Net, T>,
+}
+
+impl<T> Default for Netblocks<T> {
+    fn default() -> Self {
+        Netblocks {
+            v4: PrefixMap::new(),
+            v6: PrefixMap::new(),
+        }
+    }
+}
+
+impl<T> Netblocks<T> {
+    fn entry_or(&mut self, net: IpNet, default: impl FnOnce() -> T) -> &mut T {
+        match net {
+            IpNet::V4(n) => self.v4.entry(n.trunc()).or_insert_with(default),
+            IpNet::V6(n) => self.v6.entry(n.trunc()).or_insert_with(default),
+        }
+    }
+
+    fn longest(&self, ip: IpAddr) -> Option<&T> {
+        match ip {
+            IpAddr::V4(a) => self.v4.get_lpm(&Ipv4Net::from(a)).map(|(_, v)| v),
+            IpAddr::V6(a) => self.v6.get_lpm(&Ipv6Net::from(a)).map(|(_, v)| v),
+        }
+    }
+
+    /// Every value whose prefix covers `ip`, least specific first.
+    fn covering<'a, U: ?Sized>(
+        &'a self,
+        ip: IpAddr,
+        out: &mut Vec<&'a U>,
+        f: impl Fn(&'a T) -> &'a U,
+    ) {
+        match ip {
+            IpAddr::V4(a) => out.extend(self.v4.cover(&Ipv4Net::from(a)).map(|(_, v)| f(v))),
+            IpAddr::V6(a) => out.extend(self.v6.cover(&Ipv6Net::from(a)).map(|(_, v)| f(v))),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+}
+
+/// The serving form of a [`Cache`].
+pub struct Index {
+    cache: Cache,
+    /// repo → (arch → directory). Two levels so that a lookup borrows the
+    /// request's strings instead of building a key.
+    repos: HashMap<Box<str>, Vec<(Box<str>, u32)>>,
+    paths: HashMap<Box<str>, u32>,
+    redirects: HashMap<Box<str>, Box<str>>,
+    disabled: HashSet<Box<str>>,
+    host_netblocks: Netblocks<Vec<HostIdx>>,
+    country_overrides: Netblocks<Country>,
+    asn_hosts: HashMap<u32, Vec<HostIdx>>,
+    /// Continent id per country, indexed by [`country_slot`].
+    continent: Vec<u8>,
+    /// 1 / bandwidth per host: the weighted shuffle multiplies by it.
+    inv_bandwidth: Vec<f64>,
+    /// Directory → its `repodata` subdirectory, if the cache has one.
+    repodata: Vec<Option<u32>>,
+    /// Directory → position of `<dir>/repodata/repomd.xml` in the file
+    /// details (directory entry, file), if recorded.
+    repomd: Vec<Option<(u32, u32)>>,
+    pubdate: String,
+    repo_listing: String,
+}
+
+impl fmt::Debug for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Index")
+            .field("summary", &self.cache.summary().to_string())
+            .field("built_at", &self.cache.built_at)
+            .field("host_netblocks", &self.host_netblocks.len())
+            .field("asns", &self.asn_hosts.len())
+            .finish()
+    }
+}
+
+/// Position of a country in a dense 26×26 table; `None` for codes that are
+/// not two upper-case ASCII letters.
+fn country_slot(c: Country) -> Option<usize> {
+    let [a, b] = c.0;
+    if a.is_ascii_uppercase() && b.is_ascii_uppercase() {
+        Some(usize::from(a - b'A') * 26 + usize::from(b - b'A'))
+    } else {
+        None
+    }
+}
+
+impl Index {
+    /// Indexes `cache`. Never fails: dangling references are dropped.
+    pub fn new(mut cache: Cache) -> Index {
+        sanitize(&mut cache);
+
+        // Order every host's URLs for every directory by protocol
+        // preference once, so that serving takes the first usable one.
+        let urls = &cache.host_urls;
+        for d in &mut cache.directories {
+            for (_, list) in &mut d.by_host {
+                list.sort_by_key(|&u| (urls[u as usize].protocol, u));
+            }
+        }
+
+        let mut repos: HashMap<Box<str>, Vec<(Box<str>, u32)>> = HashMap::new();
+        for r in &cache.repos {
+            repos
+                .entry(r.name.as_str().into())
+                .or_default()
+                .push((r.arch.as_str().into(), r.directory));
+        }
+        let paths = cache
+            .directories
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.path.as_str().into(), i as u32))
+            .collect::<HashMap<Box<str>, u32>>();
+        let redirects = cache
+            .repo_redirects
+            .iter()
+            .map(|r| (r.from.as_str().into(), r.to.as_str().into()))
+            .collect();
+        let disabled = cache
+            .disabled_repos
+            .iter()
+            .map(|r| r.as_str().into())
+            .collect();
+
+        let mut host_netblocks: Netblocks<Vec<HostIdx>> = Netblocks::default();
+        let mut asn_hosts: HashMap<u32, Vec<HostIdx>> = HashMap::new();
+        for (i, h) in cache.hosts.iter().enumerate() {
+            for &net in &h.netblocks {
+                host_netblocks.entry_or(net, Vec::new).push(i as HostIdx);
+            }
+            if h.asn_clients {
+                for &asn in &h.asns {
+                    asn_hosts.entry(asn).or_default().push(i as HostIdx);
+                }
+            }
+        }
+        for hosts in host_netblocks
+            .v4
+            .values_mut()
+            .chain(host_netblocks.v6.values_mut())
+        {
+            hosts.sort_unstable();
+            hosts.dedup();
+        }
+        for hosts in asn_hosts.values_mut() {
+            hosts.sort_unstable();
+            hosts.dedup();
+        }
+
+        let mut country_overrides = Netblocks::default();
+        // `netblock_countries` is most specific first; a prefix listed twice
+        // keeps its first (most specific-ordered) country.
+        for &(net, country) in &cache.netblock_countries {
+            country_overrides.entry_or(net, || country);
+        }
+
+        let mut continent = vec![NO_CONTINENT; 26 * 26];
+        let mut names: Vec<&str> = Vec::new();
+        for &(country, _) in cache
+            .country_continent
+            .iter()
+            .chain(&cache.continent_overrides)
+        {
+            let (Some(slot), Some(name)) = (country_slot(country), cache.continent_of(country))
+            else {
+                continue;
+            };
+            let id = match names.iter().position(|n| *n == name) {
+                Some(id) => id,
+                None => {
+                    names.push(name);
+                    names.len() - 1
+                }
+            };
+            // More continents than ids would be a nonsensical table; such
+            // countries simply get no continent tier.
+            if let Ok(id) = u8::try_from(id) {
+                if id != NO_CONTINENT {
+                    continent[slot] = id;
+                }
+            }
+        }
+
+        let inv_bandwidth = cache
+            .hosts
+            .iter()
+            .map(|h| 1.0 / f64::from(h.bandwidth.max(1)))
+            .collect();
+
+        let mut repodata = Vec::with_capacity(cache.directories.len());
+        let mut repomd = Vec::with_capacity(cache.directories.len());
+        for d in &cache.directories {
+            let sub = format!("{}/repodata", d.path);
+            repodata.push(paths.get(sub.as_str()).copied());
+            let fd = cache
+                .file_details
+                .binary_search_by(|f| f.directory.as_str().cmp(&sub))
+                .ok();
+            repomd.push(fd.and_then(|i| {
+                let files = &cache.file_details[i].files;
+                let f = files
+                    .binary_search_by(|f| f.name.as_str().cmp("repomd.xml"))
+                    .ok()?;
+                Some((i as u32, f as u32))
+            }));
+        }
+
+        let mut repo_listing = String::new();
+        for r in &cache.repos {
+            repo_listing.push_str("# repo=");
+            repo_listing.push_str(&r.name);
+            repo_listing.push_str("&arch=");
+            repo_listing.push_str(&r.arch);
+            repo_listing.push('\n');
+        }
+
+        Index {
+            pubdate: crate::render::http_date(cache.built_at),
+            cache,
+            repos,
+            paths,
+            redirects,
+            disabled,
+            host_netblocks,
+            country_overrides,
+            asn_hosts,
+            continent,
+            inv_bandwidth,
+            repodata,
+            repomd,
+            repo_listing,
+        }
+    }
+
+    /// The underlying cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The name `repo` is answered as, after repository redirects.
+    pub fn redirect<'a>(&'a self, repo: &'a str) -> &'a str {
+        self.redirects.get(repo).map_or(repo, |to| to)
+    }
+
+    /// Whether `repo` (after redirects) is disabled.
+    pub fn is_disabled(&self, repo: &str) -> bool {
+        self.disabled.contains(repo)
+    }
+
+    /// The directory index of a repo+arch pair.
+    pub fn repo(&self, repo: &str, arch: &str) -> Option<u32> {
+        self.repos
+            .get(repo)?
+            .iter()
+            .find(|(a, _)| &**a == arch)
+            .map(|(_, d)| *d)
+    }
+
+    /// The directory index of a path (no leading or trailing slash).
+    pub fn path(&self, path: &str) -> Option<u32> {
+        self.paths.get(path).copied()
+    }
+
+    /// Directory by index. Indexes come from this index, so they are valid.
+    pub fn directory(&self, dir: u32) -> &Directory {
+        &self.cache.directories[dir as usize]
+    }
+
+    /// The `repodata` subdirectory of `dir`, if the cache lists it.
+    pub fn repodata(&self, dir: u32) -> Option<u32> {
+        self.repodata[dir as usize]
+    }
+
+    /// The file details of `<dir>/repodata/repomd.xml`, which a metalink
+    /// for the repository in `dir` describes.
+    pub fn repomd(&self, dir: u32) -> Option<&FileEntry> {
+        let (d, f) = self.repomd[dir as usize]?;
+        Some(&self.cache.file_details[d as usize].files[f as usize])
+    }
+
+    /// Appends the host lists of every host netblock covering `ip`, most
+    /// specific prefix first.
+    pub fn netblock_hosts<'a>(&'a self, ip: IpAddr, out: &mut Vec<&'a [HostIdx]>) {
+        let start = out.len();
+        self.host_netblocks.covering(ip, out, Vec::as_slice);
+        // The trie yields the least specific prefix first.
+        out[start..].reverse();
+    }
+
+    /// Hosts that take clients of `asn`.
+    pub fn asn_hosts(&self, asn: u32) -> &[HostIdx] {
+        self.asn_hosts.get(&asn).map_or(&[], Vec::as_slice)
+    }
+
+    /// The operator's country override for `ip` (most specific netblock).
+    pub fn country_override(&self, ip: IpAddr) -> Option<Country> {
+        self.country_overrides.longest(ip).copied()
+    }
+
+    /// The continent id of `country`, comparable with other countries'.
+    pub fn continent(&self, country: Country) -> Option<u8> {
+        let id = self.continent[country_slot(country)?];
+        (id != NO_CONTINENT).then_some(id)
+    }
+
+    /// 1 / bandwidth of `host`.
+    pub fn inv_bandwidth(&self, host: HostIdx) -> f64 {
+        self.inv_bandwidth[host as usize]
+    }
+
+    /// The cache's build time as an RFC 2822 date, for metalinks.
+    pub fn pubdate(&self) -> &str {
+        &self.pubdate
+    }
+
+    /// `# repo=R&arch=A` lines for every repository, sorted.
+    pub fn repo_listing(&self) -> &str {
+        &self.repo_listing
+    }
+}
+
+/// Drops every reference to a host, URL or directory that does not exist.
+fn sanitize(cache: &mut Cache) {
+    let hosts = cache.hosts.len();
+    let urls = cache.host_urls.len();
+    let dirs = cache.directories.len();
+    let host_ok = |h: &HostIdx| (*h as usize) < hosts;
+    for d in &mut cache.directories {
+        d.global.retain(host_ok);
+        for (_, list) in &mut d.by_country {
+            list.retain(host_ok);
+        }
+        d.by_host.retain(|(h, _)| host_ok(h));
+        for (_, list) in &mut d.by_host {
+            list.retain(|&u| (u as usize) < urls);
+        }
+    }
+    cache.repos.retain(|r| (r.directory as usize) < dirs);
+    // Lookups below rely on the orders `normalize` establishes; it is
+    // idempotent, so a cache that is already normalized costs one pass.
+    cache.normalize();
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use mirrorlist_core::model::{Host, Repo};
+
+    pub(crate) fn host(country: &str) -> Host {
+        Host {
+            id: 0,
+            name: format!("h-{country}"),
+            site: String::new(),
+            country: Country::parse(country).unwrap(),
+            bandwidth: 100,
+            private: false,
+            allowed_countries: vec![],
+            netblocks: vec![],
+            asns: vec![],
+            asn_clients: false,
+            families: Default::default(),
+        }
+    }
+
+    #[test]
+    fn dangling_references_are_dropped() {
+        let cache = Cache {
+            hosts: vec![host("DE")],
+            directories: vec![Directory {
+                path: "a".into(),
+                subpath: "a".into(),
+                global: vec![0, 7],
+                by_country: vec![(Country::parse("DE").unwrap(), vec![0, 9])],
+                by_host: vec![(0, vec![3]), (5, vec![])],
+                ordered: false,
+            }],
+            repos: vec![
+                Repo {
+                    name: "r".into(),
+                    arch: "x".into(),
+                    directory: 0,
+                },
+                Repo {
+                    name: "bad".into(),
+                    arch: "x".into(),
+                    directory: 4,
+                },
+            ],
+            ..Cache::default()
+        };
+        let idx = Index::new(cache);
+        let d = idx.directory(0);
+        assert_eq!(d.global, vec![0]);
+        assert_eq!(d.by_country[0].1, vec![0]);
+        assert_eq!(d.by_host, vec![(0, vec![])]);
+        assert_eq!(idx.repo("r", "x"), Some(0));
+        assert_eq!(idx.repo("bad", "x"), None);
+    }
+
+    #[test]
+    fn netblocks_most_specific_first() {
+        let mut a = host("DE");
+        a.netblocks = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut b = host("DE");
+        b.netblocks = vec![
+            "10.1.0.0/16".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let idx = Index::new(Cache {
+            hosts: vec![a, b],
+            ..Cache::default()
+        });
+        let mut out = Vec::new();
+        idx.netblock_hosts("10.1.2.3".parse().unwrap(), &mut out);
+        assert_eq!(out, vec![&[1][..], &[0, 1][..]]);
+        out.clear();
+        idx.netblock_hosts("10.2.0.1".parse().unwrap(), &mut out);
+        assert_eq!(out, vec![&[0, 1][..]]);
+        out.clear();
+        idx.netblock_hosts("2001:db8::1".parse().unwrap(), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn continents_honour_overrides() {
+        let c = |s: &str| Country::parse(s).unwrap();
+        let idx = Index::new(Cache {
+            country_continent: vec![
+                (c("DE"), "EU".into()),
+                (c("FR"), "EU".into()),
+                (c("TR"), "AS".into()),
+                (c("US"), "NA".into()),
+            ],
+            continent_overrides: vec![(c("TR"), "EU".into())],
+            ..Cache::default()
+        });
+        assert_eq!(idx.continent(c("DE")), idx.continent(c("TR")));
+        assert_ne!(idx.continent(c("DE")), idx.continent(c("US")));
+        assert!(idx.continent(c("DE")).is_some());
+        assert_eq!(idx.continent(c("ZZ")), None);
+    }
+}

@@ -1,1 +1,392 @@
-//! (being written)
+//! Rendering answers in MirrorManager's formats, into one output `String`.
+//!
+//! # Plain list (`/mirrorlist`)
+//!
+//! ```text
+//! # repo = fedora-42 arch = x86_64 country = DE country = AT country = global
+//! https://mirror.example/fedora/linux/releases/42/Everything/x86_64/os/
+//! ```
+//!
+//! The header names how hosts were found, in tier order: `Using preferred
+//! netblock `, `Using ASN <n> `, `country = <CC> ` for each country that
+//! contributed a host, `country = global ` when the global tier was
+//! consulted, and `protocol = <list> ` when `protocol=` was applied. With
+//! `time=`, a second comment line `# database creation time: <unix secs>`
+//! follows (the form of Fedora's current server; Unix seconds are
+//! unambiguous). Then one URL per host: its https URL if it has one, else
+//! http, else ftp; directories end in `/` as in MirrorManager's lists.
+//!
+//! # Metalink (`/metalink`)
+//!
+//! Metalink 3.0 laid out as MirrorManager serves it (same elements, order,
+//! indentation and `generator="mirrormanager"`), describing one file with
+//! its size, timestamp, hashes and older versions as `mm0:alternates`, then
+//! every URL of every selected host with `preference` from 100 down (one
+//! value per host, never below 1). `pubdate` is the cache's build time:
+//! that is when the data it states was true, and it keeps the document a
+//! function of the cache. Everything inserted is XML-escaped.
+//!
+//! Text echoed from the request (an unknown repo name) has its control
+//! characters replaced, so a `%0A` cannot add a line to a list that clients
+//! read line by line.
+
+use std::fmt::Write as _;
+
+use mirrorlist_core::model::{Directory, FileDetails, FileEntry, Protocol};
+
+use crate::index::Index;
+use crate::query::ProtocolSet;
+use crate::select::{Note, Selection};
+
+/// `Content-Type` of the plain list and of errors outside metalinks.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+/// `Content-Type` of metalinks, including their failure documents.
+pub const METALINK: &str = "application/metalink+xml";
+
+/// What an answer's header line names.
+#[derive(Clone, Copy, Debug)]
+pub enum Head<'a> {
+    /// `# repo = R arch = A `
+    Repo {
+        /// Repository, after redirects.
+        repo: &'a str,
+        /// Architecture.
+        arch: &'a str,
+    },
+    /// `# path = P `
+    Path(&'a str),
+}
+
+/// Where, below a host's category URL, the answer points.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// The directory whose subpath is appended.
+    pub dir: &'a Directory,
+    /// Appended after the subpath, e.g. `/repodata` when the cache lacks the
+    /// repodata directory itself; usually empty.
+    pub extra: &'a str,
+    /// A file in the directory; `None` for the directory itself.
+    pub file: Option<&'a str>,
+}
+
+/// Appends `s` with control characters replaced by `?`.
+pub fn push_sanitized(out: &mut String, s: &str) {
+    if !s.chars().any(char::is_control) {
+        out.push_str(s);
+        return;
+    }
+    out.extend(s.chars().map(|c| if c.is_control() { '?' } else { c }));
+}
+
+/// Appends `s` escaped for XML text and attribute values.
+pub fn push_escaped(out: &mut String, s: &str) {
+    let mut rest = s;
+    while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => "&apos;",
+        });
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+}
+
+/// Writes the header line's opening: `# repo = R arch = A ` or `# path = P `.
+pub fn head(out: &mut String, head: &Head<'_>) {
+    match head {
+        Head::Repo { repo, arch } => {
+            out.push_str("# repo = ");
+            push_sanitized(out, repo);
+            out.push_str(" arch = ");
+            push_sanitized(out, arch);
+            out.push(' ');
+        }
+        Head::Path(p) => {
+            out.push_str("# path = ");
+            push_sanitized(out, p);
+            out.push(' ');
+        }
+    }
+}
+
+fn notes(out: &mut String, sel: &Selection) {
+    for note in &sel.notes {
+        match note {
+            Note::Netblock => out.push_str("Using preferred netblock "),
+            Note::Asn(n) => {
+                let _ = write!(out, "Using ASN {n} ");
+            }
+            Note::Country(c) => {
+                out.push_str("country = ");
+                out.push_str(c.as_str());
+                out.push(' ');
+            }
+            Note::Global => out.push_str("country = global "),
+        }
+    }
+    if sel.filtered {
+        out.push_str("protocol = ");
+        for (i, p) in sel.protocols.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(p.as_str());
+        }
+        out.push(' ');
+    }
+}
+
+/// Appends a host's URL for `target`: `base[/subpath][extra]/[file]`.
+fn url(out: &mut String, base: &str, target: &Target<'_>) {
+    out.push_str(base);
+    if !target.dir.subpath.is_empty() {
+        out.push('/');
+        out.push_str(&target.dir.subpath);
+    }
+    out.push_str(target.extra);
+    out.push('/');
+    if let Some(f) = target.file {
+        out.push_str(f);
+    }
+}
+
+/// The preferred URL of the host at `slot` among `allowed` protocols.
+fn preferred<'a>(
+    index: &'a Index,
+    target: &Target<'_>,
+    slot: u32,
+    allowed: ProtocolSet,
+) -> Option<&'a str> {
+    let cache = index.cache();
+    // `Index` ordered each host's URLs by protocol preference.
+    target.dir.by_host[slot as usize]
+        .1
+        .iter()
+        .map(|&u| &cache.host_urls[u as usize])
+        .find(|u| allowed.contains(u.protocol))
+        .map(|u| u.url.as_str())
+}
+
+/// The plain list.
+pub fn mirrorlist(
+    out: &mut String,
+    index: &Index,
+    h: &Head<'_>,
+    target: &Target<'_>,
+    sel: &Selection,
+    time: bool,
+) {
+    head(out, h);
+    notes(out, sel);
+    if time {
+        let _ = write!(
+            out,
+            "\n# database creation time: {}",
+            index.cache().built_at
+        );
+    }
+    out.push('\n');
+    let allowed = sel.protocols.intersect(ProtocolSet::PLAIN);
+    for pick in &sel.picks {
+        if let Some(base) = preferred(index, target, pick.slot, allowed) {
+            url(out, base, target);
+            out.push('\n');
+        }
+    }
+}
+
+/// The redirect target: the first selected host's https (else http) URL.
+/// Browsers and download tools do not follow a redirect to ftp.
+pub fn redirect_location(index: &Index, target: &Target<'_>, sel: &Selection) -> Option<String> {
+    let allowed = sel.protocols.intersect(
+        ProtocolSet::EMPTY
+            .with(Protocol::Https)
+            .with(Protocol::Http),
+    );
+    sel.picks.iter().find_map(|pick| {
+        let base = preferred(index, target, pick.slot, allowed)?;
+        let mut s = String::with_capacity(base.len() + target.dir.subpath.len() + 32);
+        url(&mut s, base, target);
+        Some(s)
+    })
+}
+
+fn metalink_head(out: &mut String, index: &Index) {
+    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    out.push_str("<metalink version=\"3.0\" xmlns=\"http://www.metalinker.org/\" type=\"dynamic\" pubdate=\"");
+    push_escaped(out, index.pubdate());
+    out.push_str(
+        "\" generator=\"mirrormanager\" xmlns:mm0=\"http://fedorahosted.org/mirrormanager\">\n",
+    );
+}
+
+/// A metalink that carries only a comment, as MirrorManager answers errors
+/// on `/metalink`: clients see a metalink and give up at once.
+pub fn metalink_failure(out: &mut String, index: &Index, message: &str) {
+    metalink_head(out, index);
+    out.push_str("<!-- ");
+    // A comment may not contain `--`; and escaping keeps `<`/`&` inert for
+    // parsers that are lenient about comments.
+    let mut escaped = String::with_capacity(message.len());
+    push_escaped(&mut escaped, message);
+    let mut prev = '\0';
+    for c in escaped.chars() {
+        if c == '-' && prev == '-' {
+            out.push(' ');
+        }
+        out.push(if c.is_control() && c != '\n' { '?' } else { c });
+        prev = c;
+    }
+    out.push_str("\n-->\n</metalink>\n");
+}
+
+fn details(out: &mut String, d: &FileDetails, indent: &str) {
+    if d.timestamp != 0 {
+        let _ = writeln!(
+            out,
+            "{indent} <mm0:timestamp>{}</mm0:timestamp>",
+            d.timestamp
+        );
+    }
+    if d.size != 0 {
+        let _ = writeln!(out, "{indent} <size>{}</size>", d.size);
+    }
+    out.push_str(indent);
+    out.push_str(" <verification>\n");
+    for (kind, value) in [
+        ("md5", &d.md5),
+        ("sha1", &d.sha1),
+        ("sha256", &d.sha256),
+        ("sha512", &d.sha512),
+    ] {
+        if !value.is_empty() {
+            out.push_str(indent);
+            out.push_str("  <hash type=\"");
+            out.push_str(kind);
+            out.push_str("\">");
+            push_escaped(out, value);
+            out.push_str("</hash>\n");
+        }
+    }
+    out.push_str(indent);
+    out.push_str(" </verification>\n");
+}
+
+/// The metalink for `file` (found in the cache's file details) with the
+/// selected hosts' URLs. `target.file` is the file's name.
+pub fn metalink(
+    out: &mut String,
+    index: &Index,
+    file: &FileEntry,
+    target: &Target<'_>,
+    sel: &Selection,
+) {
+    let cache = index.cache();
+    metalink_head(out, index);
+    out.push_str(" <files>\n  <file name=\"");
+    push_escaped(out, &file.name);
+    out.push_str("\">\n");
+    if let Some(current) = file.versions.first() {
+        details(out, current, "  ");
+    }
+    if file.versions.len() > 1 {
+        out.push_str("   <mm0:alternates>\n");
+        for alt in &file.versions[1..] {
+            out.push_str("    <mm0:alternate>\n");
+            details(out, alt, "     ");
+            out.push_str("    </mm0:alternate>\n");
+        }
+        out.push_str("   </mm0:alternates>\n");
+    }
+    out.push_str("   <resources maxconnections=\"1\">\n");
+    let mut preference = 100u32;
+    let mut buf = String::new();
+    for pick in &sel.picks {
+        let host = &cache.hosts[pick.host as usize];
+        for &u in &target.dir.by_host[pick.slot as usize].1 {
+            let hu = &cache.host_urls[u as usize];
+            if !sel.protocols.contains(hu.protocol) {
+                continue;
+            }
+            let p = hu.protocol.as_str();
+            out.push_str("    <url protocol=\"");
+            out.push_str(p);
+            out.push_str("\" type=\"");
+            out.push_str(p);
+            out.push_str("\" location=\"");
+            push_escaped(out, host.country.as_str());
+            let _ = write!(out, "\" preference=\"{preference}\"");
+            if host.private {
+                out.push_str(" mm0:private=\"True\"");
+            }
+            out.push('>');
+            buf.clear();
+            url(&mut buf, &hu.url, target);
+            push_escaped(out, &buf);
+            out.push_str("</url>\n");
+        }
+        preference = preference.saturating_sub(1).max(1);
+    }
+    out.push_str("   </resources>\n  </file>\n </files>\n</metalink>\n");
+}
+
+/// Formats Unix seconds as an RFC 2822 date in GMT, e.g.
+/// `Tue, 14 Nov 2023 22:13:20 GMT`.
+pub fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm),
+    // in i64 so that no intermediate step can overflow for any u64 input.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(http_date(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 GMT");
+        // 2100 is not a leap year.
+        assert_eq!(http_date(4_107_542_400), "Mon, 01 Mar 2100 00:00:00 GMT");
+    }
+
+    #[test]
+    fn escaping() {
+        let mut s = String::new();
+        push_escaped(&mut s, "a&b<c>d\"e'f");
+        assert_eq!(s, "a&amp;b&lt;c&gt;d&quot;e&apos;f");
+        s.clear();
+        push_sanitized(&mut s, "x\ny\r\tz");
+        assert_eq!(s, "x?y??z");
+    }
+}

@@ -1,1 +1,1097 @@
-//! (being written)
+//! Mirror selection: which hosts, in which order, for one directory and one
+//! client. A pure function of (index, location, parameters, rng).
+//!
+//! # Tiers
+//!
+//! Hosts are gathered in tiers; a host appears once, in the first tier that
+//! admits it, and each tier is shuffled on its own, so a better tier always
+//! comes first:
+//!
+//! 1. **netblock**: hosts whose own netblocks cover the client address, most
+//!    specific prefix first (each prefix is a sub-tier);
+//! 2. **ASN**: hosts that take clients of the client's autonomous system;
+//! 3. **country**: hosts in the client's GeoIP country, or in the countries
+//!    of `country=` (one tier, `global` meaning every public host);
+//! 4. **continent**: hosts in the other countries of the country's continent,
+//!    always appended after the country tier (as Fedora's current server
+//!    does, so a country with few good mirrors still gets nearby ones);
+//! 5. **global**: every public host, while fewer than `minimum` distinct
+//!    hosts have been found.
+//!
+//! Netblock and ASN tiers are skipped with `country=` or `netblock=0`: a
+//! client that names a location wants that location. With `country=`, the
+//! listed countries form the country tier; only if none of them has a usable
+//! host are their continents tried; if that finds a host, the answer stops
+//! there (no GeoIP tiers, no global: the client chose a limited list). If
+//! neither finds anything, selection falls back to the client's own GeoIP
+//! tiers, as Fedora's Rust server does: an empty list helps nobody.
+//!
+//! # Admission
+//!
+//! A host is admitted to a tier only if it carries the directory (it is in
+//! `by_host`), has a URL of a usable protocol, serves the client's address
+//! family, and has not been admitted before. In the country, continent and
+//! global tiers it must also be public and, if it restricts its clients to
+//! some countries, the client's country must be one of them (a client of
+//! unknown country is not sent to restricted hosts). The netblock and ASN
+//! tiers are exempt from those two rules: that is what they are for.
+//!
+//! # Order within a tier
+//!
+//! A bandwidth-weighted random shuffle in O(n log n): each host draws the key
+//! `-ln(u) / bandwidth` (Efraimidis–Spirakis; the key is exponentially
+//! distributed with rate `bandwidth`), and hosts are sorted by key. The
+//! probability that a host comes first is its share of the tier's
+//! bandwidth, and the same holds for the rest after removing it.
+//!
+//! # Protocols
+//!
+//! `protocol=` keeps only hosts with a URL of a listed protocol. If that
+//! leaves the whole answer empty, the answer is computed again without the
+//! filter: an unfiltered list is more useful than none, and the header then
+//! does not claim the filter.
+
+use std::net::IpAddr;
+
+use mirrorlist_core::model::{Country, Directory, HostIdx};
+use rand::rngs::SmallRng;
+use rand::Rng;
+
+use crate::asn::AsnTable;
+use crate::geo::{geo_address, GeoLookup};
+use crate::index::Index;
+use crate::query::{Place, ProtocolSet};
+
+/// Where a client is, as far as selection cares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    /// The address selected for (`ip=` or the connection's).
+    pub ip: Option<IpAddr>,
+    /// Its country: the operator's netblock override, else GeoIP.
+    pub country: Option<Country>,
+    /// Its autonomous system, when looked up.
+    pub asn: Option<u32>,
+}
+
+/// Locates `ip`: country (netblock overrides first, then GeoIP on the address
+/// a 6to4 or Teredo address embeds) and, when `want_asn`, the ASN (of the
+/// embedded address too: the ASN of the 6to4 relay prefix says nothing about
+/// the client).
+pub fn locate(
+    index: &Index,
+    geo: Option<&dyn GeoLookup>,
+    asns: Option<&AsnTable>,
+    ip: Option<IpAddr>,
+    want_asn: bool,
+) -> Location {
+    let Some(ip) = ip else {
+        return Location::default();
+    };
+    let located = geo_address(ip);
+    let country = index
+        .country_override(ip)
+        .or_else(|| (located != ip).then(|| index.country_override(located))?)
+        .or_else(|| geo?.country(located));
+    let asn = if want_asn {
+        asns.and_then(|t| t.lookup(located))
+    } else {
+        None
+    };
+    Location {
+        ip: Some(ip),
+        country,
+        asn,
+    }
+}
+
+/// What the request asks of selection.
+#[derive(Clone, Copy, Debug)]
+pub struct Params<'a> {
+    /// `country=`, when given.
+    pub places: Option<&'a [Place]>,
+    /// Whether the netblock and ASN tiers are on.
+    pub netblock: bool,
+    /// `protocol=`, when given.
+    pub protocols: Option<ProtocolSet>,
+    /// Protocols the answer can use at all ([`ProtocolSet::PLAIN`] for the
+    /// plain list, [`ProtocolSet::ALL`] for metalinks).
+    pub usable: ProtocolSet,
+    /// The global tier is added while fewer hosts than this were found.
+    pub minimum: usize,
+}
+
+/// A note for the answer's header, in the order tiers were used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// Hosts were found by netblock.
+    Netblock,
+    /// Hosts were found by this ASN.
+    Asn(u32),
+    /// Hosts of this country were listed.
+    Country(Country),
+    /// The global tier was consulted.
+    Global,
+}
+
+/// One selected host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pick {
+    /// The host.
+    pub host: HostIdx,
+    /// Its position in the directory's `by_host`, where its URLs are.
+    pub slot: u32,
+}
+
+/// The result of [`select`]. Reusable: `select` clears it, keeping its
+/// allocations.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Hosts, best first.
+    pub picks: Vec<Pick>,
+    /// Header notes.
+    pub notes: Vec<Note>,
+    /// Protocols the answer's URLs may use.
+    pub protocols: ProtocolSet,
+    /// Whether `protocol=` was applied (false when it matched nothing).
+    pub filtered: bool,
+    seen: Vec<u64>,
+    tier: Vec<(u64, Pick)>,
+}
+
+impl Default for ProtocolSet {
+    fn default() -> Self {
+        ProtocolSet::EMPTY
+    }
+}
+
+/// Fills `out` with the hosts for directory `dir` and a client at `loc`.
+pub fn select(
+    index: &Index,
+    dir: u32,
+    loc: &Location,
+    params: &Params<'_>,
+    rng: &mut SmallRng,
+    out: &mut Selection,
+) {
+    let filter = params.protocols.map(|p| p.intersect(params.usable));
+    if let Some(mask) = filter.filter(|m| !m.is_empty()) {
+        run(index, dir, loc, params, mask, rng, out);
+        out.filtered = true;
+        if !out.picks.is_empty() {
+            return;
+        }
+    }
+    run(index, dir, loc, params, params.usable, rng, out);
+    out.filtered = false;
+}
+
+struct Ctx<'a> {
+    index: &'a Index,
+    dir: &'a Directory,
+    loc: &'a Location,
+    mask: ProtocolSet,
+}
+
+impl Ctx<'_> {
+    /// The host's `by_host` slot if `h` may join a tier. `public` tiers are
+    /// country, continent and global.
+    fn admit(&self, h: HostIdx, public: bool, seen: &[u64]) -> Option<u32> {
+        if seen[h as usize / 64] & (1 << (h % 64)) != 0 {
+            return None;
+        }
+        let cache = self.index.cache();
+        let host = &cache.hosts[h as usize];
+        if public {
+            // A restricted host serves only clients known to be in one of
+            // its countries.
+            let allowed = host.allowed_countries.is_empty()
+                || self
+                    .loc
+                    .country
+                    .is_some_and(|c| host.allowed_countries.binary_search(&c).is_ok());
+            if host.private || !allowed {
+                return None;
+            }
+        }
+        if let Some(ip) = &self.loc.ip {
+            if !host.families.serves(ip) {
+                return None;
+            }
+        }
+        let slot = self
+            .dir
+            .by_host
+            .binary_search_by_key(&h, |(h, _)| *h)
+            .ok()?;
+        let usable = self.dir.by_host[slot]
+            .1
+            .iter()
+            .any(|&u| self.mask.contains(cache.host_urls[u as usize].protocol));
+        usable.then_some(slot as u32)
+    }
+
+    /// Adds the admissible hosts of `candidates` to the tier being built;
+    /// returns how many.
+    fn gather(
+        &self,
+        candidates: &[HostIdx],
+        public: bool,
+        rng: &mut SmallRng,
+        out: &mut Selection,
+    ) -> usize {
+        let before = out.tier.len();
+        for &h in candidates {
+            if let Some(slot) = self.admit(h, public, &out.seen) {
+                out.seen[h as usize / 64] |= 1 << (h % 64);
+                // u in (0, 1], so -ln(u) is finite and >= 0, and the bits
+                // of a non-negative f64 sort like its value.
+                let u = 1.0 - rng.random::<f64>();
+                let key = -u.ln() * self.index.inv_bandwidth(h);
+                out.tier.push((key.to_bits(), Pick { host: h, slot }));
+            }
+        }
+        out.tier.len() - before
+    }
+
+    /// Shuffles the gathered tier into the answer.
+    fn close_tier(out: &mut Selection) -> usize {
+        out.tier.sort_unstable_by_key(|(k, p)| (*k, p.host));
+        let n = out.tier.len();
+        out.picks.extend(out.tier.drain(..).map(|(_, p)| p));
+        n
+    }
+
+    fn country_hosts(&self, c: Country) -> &[HostIdx] {
+        let bc = &self.dir.by_country;
+        bc.binary_search_by_key(&c, |(c, _)| *c)
+            .map_or(&[], |i| bc[i].1.as_slice())
+    }
+
+    /// Gathers the countries of the directory whose continent is in
+    /// `continents` (a bit set of continent ids), noting each that adds.
+    fn gather_continents(
+        &self,
+        continents: &[u64; 4],
+        skip: Option<Country>,
+        rng: &mut SmallRng,
+        out: &mut Selection,
+    ) {
+        for (c, hosts) in &self.dir.by_country {
+            if Some(*c) == skip {
+                continue;
+            }
+            let Some(id) = self.index.continent(*c) else {
+                continue;
+            };
+            if continents[usize::from(id) / 64] & (1 << (id % 64)) == 0 {
+                continue;
+            }
+            if self.gather(hosts, true, rng, out) > 0 {
+                out.notes.push(Note::Country(*c));
+            }
+        }
+    }
+}
+
+fn run(
+    index: &Index,
+    dir: u32,
+    loc: &Location,
+    params: &Params<'_>,
+    mask: ProtocolSet,
+    rng: &mut SmallRng,
+    out: &mut Selection,
+) {
+    out.picks.clear();
+    out.notes.clear();
+    out.tier.clear();
+    out.protocols = mask;
+    out.seen.clear();
+    out.seen
+        .resize(index.cache().hosts.len().div_ceil(64).max(1), 0);
+    let ctx = Ctx {
+        index,
+        dir: index.directory(dir),
+        loc,
+        mask,
+    };
+
+    if params.netblock && params.places.is_none() {
+        if let Some(ip) = loc.ip {
+            let mut lists = Vec::new();
+            index.netblock_hosts(ip, &mut lists);
+            let mut found = 0;
+            for hosts in lists {
+                ctx.gather(hosts, false, rng, out);
+                found += Ctx::close_tier(out);
+            }
+            if found > 0 {
+                out.notes.push(Note::Netblock);
+            }
+        }
+        if let Some(asn) = loc.asn {
+            ctx.gather(index.asn_hosts(asn), false, rng, out);
+            if Ctx::close_tier(out) > 0 {
+                out.notes.push(Note::Asn(asn));
+            }
+        }
+    }
+
+    if let Some(places) = params.places {
+        for place in places {
+            match place {
+                Place::Country(c) => {
+                    if ctx.gather(ctx.country_hosts(*c), true, rng, out) > 0 {
+                        out.notes.push(Note::Country(*c));
+                    }
+                }
+                Place::Global => {
+                    ctx.gather(&ctx.dir.global, true, rng, out);
+                    out.notes.push(Note::Global);
+                }
+            }
+        }
+        let mut found = Ctx::close_tier(out);
+        if found == 0 {
+            let mut continents = [0u64; 4];
+            for place in places {
+                if let Place::Country(c) = place {
+                    if let Some(id) = index.continent(*c) {
+                        continents[usize::from(id) / 64] |= 1 << (id % 64);
+                    }
+                }
+            }
+            ctx.gather_continents(&continents, None, rng, out);
+            found = Ctx::close_tier(out);
+        }
+        if found > 0 {
+            return;
+        }
+    }
+
+    if let Some(country) = loc.country {
+        if ctx.gather(ctx.country_hosts(country), true, rng, out) > 0 {
+            out.notes.push(Note::Country(country));
+        }
+        Ctx::close_tier(out);
+        if let Some(id) = index.continent(country) {
+            let mut continents = [0u64; 4];
+            continents[usize::from(id) / 64] |= 1 << (id % 64);
+            ctx.gather_continents(&continents, Some(country), rng, out);
+            Ctx::close_tier(out);
+        }
+    }
+
+    if out.picks.len() < params.minimum {
+        ctx.gather(&ctx.dir.global, true, rng, out);
+        out.notes.push(Note::Global);
+        Ctx::close_tier(out);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::index::tests::host;
+    use mirrorlist_core::model::{Cache, Families, HostUrl, Protocol};
+    use rand::SeedableRng;
+
+    pub(crate) fn cc(s: &str) -> Country {
+        Country::parse(s).unwrap()
+    }
+
+    /// A cache builder for tests: hosts with one https URL each, all
+    /// carrying directory `d` (index 0).
+    pub(crate) struct World {
+        pub cache: Cache,
+    }
+
+    impl World {
+        pub fn new() -> World {
+            let continents = [
+                ("DE", "EU"),
+                ("AT", "EU"),
+                ("FR", "EU"),
+                ("CH", "EU"),
+                ("US", "NA"),
+                ("CA", "NA"),
+                ("JP", "AS"),
+                ("BR", "SA"),
+            ];
+            World {
+                cache: Cache {
+                    built_at: 1_700_000_000,
+                    directories: vec![Directory {
+                        path: "pub/os".into(),
+                        subpath: "os".into(),
+                        global: vec![],
+                        by_country: vec![],
+                        by_host: vec![],
+                        ordered: true,
+                    }],
+                    repos: vec![mirrorlist_core::model::Repo {
+                        name: "fedora-42".into(),
+                        arch: "x86_64".into(),
+                        directory: 0,
+                    }],
+                    country_continent: continents
+                        .iter()
+                        .map(|(c, k)| (cc(c), k.to_string()))
+                        .collect(),
+                    ..Cache::default()
+                },
+            }
+        }
+
+        /// Adds a host in `country` serving `urls` for directory 0; returns
+        /// its index.
+        pub fn add(
+            &mut self,
+            country: &str,
+            urls: &[&str],
+            f: impl FnOnce(&mut mirrorlist_core::model::Host),
+        ) -> HostIdx {
+            let idx = self.cache.hosts.len() as HostIdx;
+            let mut h = host(country);
+            h.name = format!("h{idx}");
+            f(&mut h);
+            let mut url_idx = Vec::new();
+            for u in urls {
+                url_idx.push(self.cache.host_urls.len() as u32);
+                self.cache.host_urls.push(HostUrl {
+                    host: idx,
+                    url: u.to_string(),
+                    protocol: Protocol::of_url(u).unwrap(),
+                });
+            }
+            let d = &mut self.cache.directories[0];
+            d.by_host.push((idx, url_idx));
+            if !h.private {
+                d.global.push(idx);
+                match d.by_country.iter_mut().find(|(c, _)| *c == h.country) {
+                    Some((_, l)) => l.push(idx),
+                    None => d.by_country.push((h.country, vec![idx])),
+                }
+            }
+            self.cache.hosts.push(h);
+            idx
+        }
+
+        /// A simple host: `https://h<idx>.<cc>/pub`.
+        pub fn simple(&mut self, country: &str) -> HostIdx {
+            let n = self.cache.hosts.len();
+            let url = format!("https://h{n}.{}/pub", country.to_lowercase());
+            self.add(country, &[&url], |_| {})
+        }
+
+        pub fn index(&self) -> Index {
+            let mut c = self.cache.clone();
+            c.normalize();
+            Index::new(c)
+        }
+    }
+
+    pub(crate) struct Ask<'a> {
+        pub ip: Option<&'a str>,
+        pub country: Option<&'a str>,
+        pub asn: Option<u32>,
+        pub places: Option<Vec<Place>>,
+        pub netblock: bool,
+        pub protocols: Option<ProtocolSet>,
+        pub usable: ProtocolSet,
+        pub minimum: usize,
+    }
+
+    impl Default for Ask<'_> {
+        fn default() -> Self {
+            Ask {
+                ip: None,
+                country: None,
+                asn: None,
+                places: None,
+                netblock: true,
+                protocols: None,
+                usable: ProtocolSet::PLAIN,
+                minimum: 5,
+            }
+        }
+    }
+
+    fn run_with(index: &Index, ask: &Ask<'_>, seed: u64) -> Selection {
+        let loc = Location {
+            ip: ask.ip.map(|s| s.parse().unwrap()),
+            country: ask.country.map(cc),
+            asn: ask.asn,
+        };
+        let params = Params {
+            places: ask.places.as_deref(),
+            netblock: ask.netblock,
+            protocols: ask.protocols,
+            usable: ask.usable,
+            minimum: ask.minimum,
+        };
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut out = Selection::default();
+        select(index, 0, &loc, &params, &mut rng, &mut out);
+        out
+    }
+
+    fn hosts(index: &Index, ask: &Ask<'_>) -> Vec<HostIdx> {
+        run_with(index, ask, 7)
+            .picks
+            .iter()
+            .map(|p| p.host)
+            .collect()
+    }
+
+    fn sorted(mut v: Vec<HostIdx>) -> Vec<HostIdx> {
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn tiers_in_order() {
+        let mut w = World::new();
+        let global_us = w.simple("US");
+        let continent_fr = w.simple("FR");
+        let country_de = w.simple("DE");
+        let asn_host = w.add("JP", &["https://asn.jp/pub"], |h| {
+            h.asns = vec![64500];
+            h.asn_clients = true;
+        });
+        let nb_host = w.add("BR", &["https://nb.br/pub"], |h| {
+            h.netblocks = vec!["192.0.2.0/24".parse().unwrap()];
+        });
+        let idx = w.index();
+        let ask = Ask {
+            ip: Some("192.0.2.10"),
+            country: Some("DE"),
+            asn: Some(64500),
+            ..Ask::default()
+        };
+        let sel = run_with(&idx, &ask, 1);
+        let got: Vec<HostIdx> = sel.picks.iter().map(|p| p.host).collect();
+        assert_eq!(
+            got,
+            vec![nb_host, asn_host, country_de, continent_fr, global_us]
+        );
+        assert_eq!(
+            sel.notes,
+            vec![
+                Note::Netblock,
+                Note::Asn(64500),
+                Note::Country(cc("DE")),
+                Note::Country(cc("FR")),
+                Note::Global
+            ]
+        );
+    }
+
+    #[test]
+    fn netblock_specificity() {
+        let mut w = World::new();
+        let wide = w.add("DE", &["https://wide/pub"], |h| {
+            h.netblocks = vec!["10.1.0.0/16".parse().unwrap()];
+            h.bandwidth = 1_000_000;
+        });
+        let narrow = w.add("DE", &["https://narrow/pub"], |h| {
+            h.netblocks = vec!["10.1.2.0/24".parse().unwrap()];
+            h.bandwidth = 1;
+        });
+        let idx = w.index();
+        for seed in 0..50 {
+            let ask = Ask {
+                ip: Some("10.1.2.3"),
+                minimum: 0,
+                ..Ask::default()
+            };
+            let got: Vec<HostIdx> = run_with(&idx, &ask, seed)
+                .picks
+                .iter()
+                .map(|p| p.host)
+                .collect();
+            assert_eq!(got, vec![narrow, wide], "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn netblock_and_asn_skipped_with_country_or_netblock_0() {
+        let mut w = World::new();
+        let nb = w.add("JP", &["https://nb/pub"], |h| {
+            h.netblocks = vec!["10.0.0.0/8".parse().unwrap()];
+            h.asns = vec![1];
+            h.asn_clients = true;
+        });
+        let de = w.simple("DE");
+        let idx = w.index();
+        let base = Ask {
+            ip: Some("10.0.0.1"),
+            country: Some("DE"),
+            asn: Some(1),
+            minimum: 0,
+            ..Ask::default()
+        };
+        assert_eq!(hosts(&idx, &base), vec![nb, de]);
+        let off = Ask {
+            netblock: false,
+            ..base
+        };
+        assert_eq!(hosts(&idx, &off), vec![de]);
+        let with_country = Ask {
+            ip: Some("10.0.0.1"),
+            country: Some("DE"),
+            asn: Some(1),
+            minimum: 0,
+            places: Some(vec![Place::Country(cc("DE"))]),
+            ..Ask::default()
+        };
+        assert_eq!(hosts(&idx, &with_country), vec![de]);
+    }
+
+    #[test]
+    fn asn_needs_asn_clients() {
+        let mut w = World::new();
+        w.add("JP", &["https://a/pub"], |h| h.asns = vec![7]);
+        let idx = w.index();
+        let ask = Ask {
+            asn: Some(7),
+            minimum: 0,
+            ..Ask::default()
+        };
+        assert!(hosts(&idx, &ask).is_empty());
+    }
+
+    #[test]
+    fn minimum_and_global_fallback() {
+        let mut w = World::new();
+        let de: Vec<HostIdx> = (0..3).map(|_| w.simple("DE")).collect();
+        let us: Vec<HostIdx> = (0..4).map(|_| w.simple("US")).collect();
+        let idx = w.index();
+        // 3 < 5: the global tier adds the US hosts after the German ones.
+        let ask = Ask {
+            country: Some("DE"),
+            ..Ask::default()
+        };
+        let sel = run_with(&idx, &ask, 3);
+        let got: Vec<HostIdx> = sel.picks.iter().map(|p| p.host).collect();
+        assert_eq!(sorted(got[..3].to_vec()), de);
+        assert_eq!(sorted(got[3..].to_vec()), us);
+        assert_eq!(sel.notes.last(), Some(&Note::Global));
+        // With a minimum of 3, the country is enough.
+        let ask = Ask {
+            country: Some("DE"),
+            minimum: 3,
+            ..Ask::default()
+        };
+        let sel = run_with(&idx, &ask, 3);
+        assert_eq!(sorted(sel.picks.iter().map(|p| p.host).collect()), de);
+        assert_eq!(sel.notes, vec![Note::Country(cc("DE"))]);
+        // Unknown client: only the global tier.
+        let sel = run_with(&idx, &Ask::default(), 3);
+        assert_eq!(sel.picks.len(), 7);
+        assert_eq!(sel.notes, vec![Note::Global]);
+    }
+
+    #[test]
+    fn continent_always_appended() {
+        let mut w = World::new();
+        let de: Vec<HostIdx> = (0..6).map(|_| w.simple("DE")).collect();
+        let at = w.simple("AT");
+        let ch = w.simple("CH");
+        w.simple("US");
+        let idx = w.index();
+        let ask = Ask {
+            country: Some("DE"),
+            ..Ask::default()
+        };
+        let sel = run_with(&idx, &ask, 11);
+        let got: Vec<HostIdx> = sel.picks.iter().map(|p| p.host).collect();
+        assert_eq!(sorted(got[..6].to_vec()), de);
+        assert_eq!(sorted(got[6..].to_vec()), vec![at, ch]);
+        assert_eq!(
+            sel.notes,
+            vec![
+                Note::Country(cc("DE")),
+                Note::Country(cc("AT")),
+                Note::Country(cc("CH"))
+            ]
+        );
+    }
+
+    #[test]
+    fn country_restriction() {
+        let mut w = World::new();
+        let only_at = w.add("DE", &["https://r/pub"], |h| {
+            h.allowed_countries = vec![cc("AT")]
+        });
+        let nb_only_at = w.add("DE", &["https://n/pub"], |h| {
+            h.allowed_countries = vec![cc("AT")];
+            h.netblocks = vec!["10.0.0.0/8".parse().unwrap()];
+        });
+        let idx = w.index();
+        let from = |country: Option<&'static str>, ip| Ask {
+            country,
+            ip,
+            minimum: 10,
+            ..Ask::default()
+        };
+        // A German client gets neither by country/continent/global...
+        assert!(hosts(&idx, &from(Some("DE"), None)).is_empty());
+        // ...nor does a client of unknown country...
+        assert!(hosts(&idx, &from(None, None)).is_empty());
+        // ...an Austrian client gets both (through the continent tier)...
+        assert_eq!(
+            sorted(hosts(&idx, &from(Some("AT"), None))),
+            vec![only_at, nb_only_at]
+        );
+        // ...and the netblock tier ignores the restriction.
+        assert_eq!(
+            hosts(&idx, &from(Some("DE"), Some("10.9.9.9"))),
+            vec![nb_only_at]
+        );
+        // country= does not lift it either.
+        let ask = Ask {
+            country: Some("DE"),
+            places: Some(vec![Place::Country(cc("DE"))]),
+            ..Ask::default()
+        };
+        assert!(hosts(&idx, &ask).is_empty());
+    }
+
+    #[test]
+    fn private_hosts_only_by_netblock_or_asn() {
+        let mut w = World::new();
+        let private = w.add("DE", &["https://p/pub"], |h| {
+            h.private = true;
+            h.netblocks = vec!["10.0.0.0/8".parse().unwrap()];
+            h.asns = vec![9];
+            h.asn_clients = true;
+        });
+        let public = w.simple("DE");
+        let idx = w.index();
+        let ask = |ip, asn| Ask {
+            country: Some("DE"),
+            ip,
+            asn,
+            ..Ask::default()
+        };
+        assert_eq!(hosts(&idx, &ask(None, None)), vec![public]);
+        assert_eq!(
+            hosts(&idx, &ask(Some("10.0.0.1"), None)),
+            vec![private, public]
+        );
+        assert_eq!(
+            hosts(&idx, &ask(Some("192.0.2.1"), Some(9))),
+            vec![private, public]
+        );
+        // Even a country= or global request does not reveal it.
+        let global = Ask {
+            places: Some(vec![Place::Global]),
+            ..ask(None, None)
+        };
+        assert_eq!(hosts(&idx, &global), vec![public]);
+    }
+
+    #[test]
+    fn protocol_filter_and_fallback() {
+        let mut w = World::new();
+        let both = w.add("DE", &["http://b/pub", "https://b/pub"], |_| {});
+        let ftp = w.add("DE", &["ftp://f/pub"], |_| {});
+        let rsync = w.add("DE", &["rsync://r/pub"], |_| {});
+        let idx = w.index();
+        let ask = |protocols, usable| Ask {
+            country: Some("DE"),
+            protocols,
+            usable,
+            ..Ask::default()
+        };
+        let https = Some(ProtocolSet::EMPTY.with(Protocol::Https));
+        let sel = run_with(&idx, &ask(https, ProtocolSet::PLAIN), 1);
+        assert_eq!(
+            sel.picks.iter().map(|p| p.host).collect::<Vec<_>>(),
+            vec![both]
+        );
+        assert!(sel.filtered);
+        // The rsync-only host never appears in a plain list...
+        let all = sorted(hosts(&idx, &ask(None, ProtocolSet::PLAIN)));
+        assert_eq!(all, vec![both, ftp]);
+        // ...so protocol=rsync there matches nothing: unfiltered answer.
+        let rs = Some(ProtocolSet::EMPTY.with(Protocol::Rsync));
+        let sel = run_with(&idx, &ask(rs, ProtocolSet::PLAIN), 1);
+        assert_eq!(sel.picks.len(), 2);
+        assert!(!sel.filtered);
+        assert_eq!(sel.protocols, ProtocolSet::PLAIN);
+        // In a metalink it does match.
+        let sel = run_with(&idx, &ask(rs, ProtocolSet::ALL), 1);
+        assert_eq!(
+            sel.picks.iter().map(|p| p.host).collect::<Vec<_>>(),
+            vec![rsync]
+        );
+        assert!(sel.filtered);
+        // A filter no host matches falls back too.
+        let w2 = {
+            let mut w = World::new();
+            w.simple("DE");
+            w
+        };
+        let sel = run_with(
+            &w2.index(),
+            &ask(
+                Some(ProtocolSet::EMPTY.with(Protocol::Ftp)),
+                ProtocolSet::PLAIN,
+            ),
+            1,
+        );
+        assert_eq!(sel.picks.len(), 1);
+        assert!(!sel.filtered);
+    }
+
+    #[test]
+    fn country_parameter() {
+        let mut w = World::new();
+        let de = w.simple("DE");
+        let at = w.simple("AT");
+        let us = w.simple("US");
+        let jp = w.simple("JP");
+        let idx = w.index();
+        let ask = |places: Vec<Place>| Ask {
+            country: Some("JP"),
+            places: Some(places),
+            ..Ask::default()
+        };
+        // The listed countries only: no GeoIP country, no global.
+        let sel = run_with(
+            &idx,
+            &ask(vec![Place::Country(cc("DE")), Place::Country(cc("US"))]),
+            2,
+        );
+        assert_eq!(
+            sorted(sel.picks.iter().map(|p| p.host).collect()),
+            vec![de, us]
+        );
+        assert_eq!(
+            sel.notes,
+            vec![Note::Country(cc("DE")), Note::Country(cc("US"))]
+        );
+        // A country without mirrors: its continent.
+        let sel = run_with(&idx, &ask(vec![Place::Country(cc("FR"))]), 2);
+        assert_eq!(
+            sorted(sel.picks.iter().map(|p| p.host).collect()),
+            vec![de, at]
+        );
+        assert_eq!(
+            sel.notes,
+            vec![Note::Country(cc("AT")), Note::Country(cc("DE"))]
+        );
+        // Nothing even on its continent (or an unknown code): the client's
+        // own tiers (JP, then global since 1 < 5).
+        for place in [cc("BR"), cc("ZZ")] {
+            let sel = run_with(&idx, &ask(vec![Place::Country(place)]), 2);
+            let got: Vec<HostIdx> = sel.picks.iter().map(|p| p.host).collect();
+            assert_eq!(got[0], jp);
+            assert_eq!(got.len(), 4);
+            assert_eq!(sel.notes, vec![Note::Country(cc("JP")), Note::Global]);
+        }
+        // global: everything, one tier.
+        let sel = run_with(&idx, &ask(vec![Place::Global]), 2);
+        assert_eq!(sel.picks.len(), 4);
+        assert_eq!(sel.notes, vec![Note::Global]);
+    }
+
+    #[test]
+    fn address_families() {
+        let mut w = World::new();
+        let v4 = w.add("DE", &["https://v4/pub"], |h| h.families = Families::Ipv4);
+        let v6 = w.add("DE", &["https://v6/pub"], |h| h.families = Families::Ipv6);
+        let both = w.add("DE", &["https://both/pub"], |h| h.families = Families::Both);
+        let unknown = w.simple("DE");
+        let idx = w.index();
+        let ask = |ip| Ask {
+            country: Some("DE"),
+            ip: Some(ip),
+            ..Ask::default()
+        };
+        assert_eq!(
+            sorted(hosts(&idx, &ask("192.0.2.1"))),
+            vec![v4, both, unknown]
+        );
+        assert_eq!(
+            sorted(hosts(&idx, &ask("2001:db8::1"))),
+            vec![v6, both, unknown]
+        );
+    }
+
+    #[test]
+    fn only_hosts_carrying_the_directory() {
+        let mut w = World::new();
+        let carrier = w.simple("DE");
+        let other = w.simple("DE");
+        // Listed by country but not in by_host: a damaged or stale grouping.
+        w.cache.directories[0].by_host.retain(|(h, _)| *h != other);
+        w.cache.hosts[other as usize].netblocks = vec!["10.0.0.0/8".parse().unwrap()];
+        let idx = w.index();
+        let ask = Ask {
+            country: Some("DE"),
+            ip: Some("10.0.0.1"),
+            ..Ask::default()
+        };
+        assert_eq!(hosts(&idx, &ask), vec![carrier]);
+    }
+
+    #[test]
+    fn empty_directory() {
+        let w = World::new();
+        let idx = w.index();
+        let sel = run_with(
+            &idx,
+            &Ask {
+                country: Some("DE"),
+                ..Ask::default()
+            },
+            1,
+        );
+        assert!(sel.picks.is_empty());
+        assert_eq!(sel.notes, vec![Note::Global]);
+    }
+
+    #[test]
+    fn a_host_appears_once() {
+        let mut w = World::new();
+        let h = w.add("DE", &["https://x/pub"], |h| {
+            h.netblocks = vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "10.1.0.0/16".parse().unwrap(),
+            ];
+            h.asns = vec![5];
+            h.asn_clients = true;
+        });
+        let idx = w.index();
+        let ask = Ask {
+            country: Some("DE"),
+            ip: Some("10.1.0.1"),
+            asn: Some(5),
+            ..Ask::default()
+        };
+        let sel = run_with(&idx, &ask, 1);
+        assert_eq!(
+            sel.picks.iter().map(|p| p.host).collect::<Vec<_>>(),
+            vec![h]
+        );
+        assert_eq!(sel.notes, vec![Note::Netblock, Note::Global]);
+    }
+
+    #[test]
+    fn weighted_shuffle_statistics() {
+        let mut w = World::new();
+        let fast = w.add("DE", &["https://fast/pub"], |h| h.bandwidth = 10_000);
+        let slow = w.add("DE", &["https://slow/pub"], |h| h.bandwidth = 100);
+        let idx = w.index();
+        let ask = Ask {
+            country: Some("DE"),
+            minimum: 0,
+            ..Ask::default()
+        };
+        let loc = Location {
+            ip: None,
+            country: Some(cc("DE")),
+            asn: None,
+        };
+        let params = Params {
+            places: None,
+            netblock: ask.netblock,
+            protocols: None,
+            usable: ProtocolSet::PLAIN,
+            minimum: 0,
+        };
+        let mut rng = SmallRng::seed_from_u64(20_260_101);
+        let mut out = Selection::default();
+        let (mut first_fast, mut first_slow) = (0u32, 0u32);
+        for _ in 0..20_000 {
+            select(&idx, 0, &loc, &params, &mut rng, &mut out);
+            assert_eq!(out.picks.len(), 2);
+            if out.picks[0].host == fast {
+                first_fast += 1;
+            } else {
+                assert_eq!(out.picks[0].host, slow);
+                first_slow += 1;
+            }
+        }
+        // Expected 100:1, i.e. about 19,802 : 198.
+        let ratio = f64::from(first_fast) / f64::from(first_slow.max(1));
+        assert!(
+            (60.0..170.0).contains(&ratio),
+            "{first_fast}:{first_slow} = {ratio}"
+        );
+    }
+
+    #[test]
+    fn weighted_shuffle_is_fair_among_equals() {
+        let mut w = World::new();
+        let n = 4;
+        for _ in 0..n {
+            w.simple("DE");
+        }
+        let idx = w.index();
+        let loc = Location {
+            ip: None,
+            country: Some(cc("DE")),
+            asn: None,
+        };
+        let params = Params {
+            places: None,
+            netblock: true,
+            protocols: None,
+            usable: ProtocolSet::PLAIN,
+            minimum: 0,
+        };
+        let mut rng = SmallRng::seed_from_u64(5);
+        let mut out = Selection::default();
+        let mut first = [0u32; 4];
+        for _ in 0..8_000 {
+            select(&idx, 0, &loc, &params, &mut rng, &mut out);
+            first[out.picks[0].host as usize] += 1;
+        }
+        for c in first {
+            assert!((1_700..2_300).contains(&c), "{first:?}");
+        }
+    }
+
+    #[test]
+    fn locate_uses_overrides_geo_and_transition_addresses() {
+        let mut w = World::new();
+        w.cache.netblock_countries = vec![("198.51.100.0/24".parse().unwrap(), cc("AT"))];
+        let idx = w.index();
+        let geo = crate::geo::TableGeo::new([("194.25.0.0/16".parse().unwrap(), cc("DE"))]);
+        let asns = AsnTable::parse("194.25.0.0/16 3320\n2002::/16 6939\n").unwrap();
+        let at = |ip: &str| {
+            locate(
+                &idx,
+                Some(&geo),
+                Some(&asns),
+                Some(ip.parse().unwrap()),
+                true,
+            )
+        };
+        assert_eq!(at("194.25.0.60").country, Some(cc("DE")));
+        assert_eq!(at("194.25.0.60").asn, Some(3320));
+        assert_eq!(at("198.51.100.1").country, Some(cc("AT")));
+        // 6to4 and Teredo forms of 194.25.0.60.
+        let six = at("2002:c219:3c::1");
+        assert_eq!((six.country, six.asn), (Some(cc("DE")), Some(3320)));
+        let teredo = at("2001:0:4136:e378:8000:63bf:3de6:ffc3");
+        assert_eq!(teredo.country, Some(cc("DE")));
+        assert_eq!(at("203.0.113.1").country, None);
+        assert_eq!(
+            locate(&idx, Some(&geo), Some(&asns), None, true),
+            Location::default()
+        );
+        let no_asn = locate(
+            &idx,
+            Some(&geo),
+            Some(&asns),
+            Some("194.25.0.60".parse().unwrap()),
+            false,
+        );
+        assert_eq!(no_asn.asn, None);
+    }
+}
