@@ -13,7 +13,20 @@ address families.
 
 Usage:
     python3 data/sample/generate.py > data/sample/mirrors.toml
+    python3 data/sample/generate.py --netblocks data/sample/global_netblocks.txt \
+        > data/sample/mirrors.toml
     python3 data/sample/generate.py --make-tree data/sample/tree
+
+--netblocks also writes the prefix -> ASN table the server loads with
+--asn-netblocks, in MirrorManager's global_netblocks.txt format (one
+`prefix ASN` per line, IPv4 then IPv6). For each ASN a sample host has, it
+lists a /24 from 198.19.0.0/16 (distinct per ASN) and, for every other ASN, a
+/48 from 2001:db8:ff00::/40. None of them overlaps a host's own netblocks
+(198.18.0.0/16 and 2001:db8:100::/40), so a client address in one of them is
+matched to the host by ASN, not by netblock. A few extra lines from the
+other documentation ranges (ASNs 64496-64511, reserved for documentation)
+carry no sample host, as most lines of a real table do. The table adds no
+random draws, so mirrors.toml stays byte-identical with or without the flag.
 
 --make-tree creates each repository directory of the sample under the given
 master tree, runs `createrepo_c` on it (Debian package createrepo-c; the
@@ -23,6 +36,7 @@ reads. Standard library only; runs with plain python3.
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import random
@@ -105,7 +119,9 @@ def site_of(name):
     return ".".join(labels[-2:])
 
 
-def describe(hosts):
+def describe(hosts, asn_hosts=None):
+    """The description text. When `asn_hosts` is a dict, it is filled with
+    ASN -> [(host name, its netblocks)] for global_netblocks()."""
     rng = random.Random(SEED)
     names = sorted(hosts, key=lambda n: (hosts[n]["country"], n))
 
@@ -150,10 +166,13 @@ def describe(hosts):
                 allowed.append(rng.choice(["DE", "FR", "US", "JP", "BR", "ZA"]))
             lines.append(f"allowed_countries = [{', '.join(q(c) for c in sorted(set(allowed)))}]")
         if name in with_netblocks or name in private:
-            lines.append(f"netblocks = [{', '.join(q(n) for n in netblocks())}]")
+            blocks = netblocks()
+            lines.append(f"netblocks = [{', '.join(q(n) for n in blocks)}]")
             site = site_of(name)
             asn = site_asn.get(site) or 65000 + v4_next[0]
             lines.append(f"asns = [{asn}]")
+            if asn_hosts is not None:
+                asn_hosts.setdefault(asn, []).append((name, blocks))
             if rng.random() < 0.2:
                 lines.append("asn_clients = false")
         r = rng.random()
@@ -236,6 +255,40 @@ def describe(hosts):
     return "\n".join(out)
 
 
+# Lines of the ASN table that match no sample host: documentation prefixes
+# with documentation ASNs (RFC 5398), the way most lines of a real table
+# belong to networks without a mirror.
+EXTRA_NETBLOCKS = [
+    ("192.0.2.0/24", 64496),
+    ("203.0.113.0/24", 64497),
+    ("2001:db8:fe00::/40", 64498),
+]
+
+
+def global_netblocks(asn_hosts):
+    """The prefix -> ASN table text for the ASNs of the sample hosts."""
+    own = [ipaddress.ip_network(b) for hs in asn_hosts.values() for _, bs in hs for b in bs]
+    v4, v6 = [], []
+    for i, asn in enumerate(sorted(asn_hosts)):
+        if i >= 256:
+            raise SystemExit("more than 256 ASNs: 198.19.0.0/16 has no /24 left")
+        v4.append((ipaddress.ip_network(f"198.19.{i}.0/24"), asn))
+        if i % 2 == 0:
+            v6.append((ipaddress.ip_network(f"2001:db8:ff{i:02x}::/48"), asn))
+    for prefix, asn in EXTRA_NETBLOCKS:
+        net = ipaddress.ip_network(prefix)
+        (v4 if net.version == 4 else v6).append((net, asn))
+    for net, asn in v4 + v6:
+        # The point of the table is matching by ASN where netblocks do not
+        # match: an overlap would hide that.
+        clash = [o for o in own if o.version == net.version and o.overlaps(net)]
+        if clash:
+            raise SystemExit(f"{net} (AS{asn}) overlaps host netblock {clash[0]}")
+    v4.sort(key=lambda e: e[0])
+    v6.sort(key=lambda e: e[0])
+    return "".join(f"{net} {asn}\n" for net, asn in v4 + v6)
+
+
 def make_tree(root):
     for _, _, directory, disabled in REPOSITORIES:
         if disabled:
@@ -254,11 +307,20 @@ def make_tree(root):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--make-tree", metavar="DIR", help="create the sample master tree in DIR")
+    p.add_argument(
+        "--netblocks",
+        metavar="FILE",
+        help="also write the prefix -> ASN table (global_netblocks.txt format) to FILE",
+    )
     args = p.parse_args()
     if args.make_tree:
         make_tree(args.make_tree)
         return
-    sys.stdout.write(describe(read_templates()))
+    asn_hosts = {} if args.netblocks else None
+    sys.stdout.write(describe(read_templates(), asn_hosts))
+    if args.netblocks:
+        with open(args.netblocks, "w", encoding="ascii") as f:
+            f.write(global_netblocks(asn_hosts))
 
 
 if __name__ == "__main__":
