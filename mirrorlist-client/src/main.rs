@@ -3,6 +3,7 @@
 //! serving or `ask`. Exit 64 for usage or configuration errors, 1 for
 //! runtime failures, 0 otherwise.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,6 +18,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in journald or files.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()

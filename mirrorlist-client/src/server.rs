@@ -66,15 +66,21 @@ pub async fn run(
         health_timeout: config.health_timeout,
     });
 
+    // Give the pool its chance to connect before the first request arrives
+    // (a refused or missing socket fails at once, so this does not wait for
+    // a server that is down).
+    state.upstream.first_attempts().await;
+
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         // Also bounds idle keep-alive: hyper starts this timer whenever it
         // waits for the next request head.
         .header_read_timeout(config.header_timeout)
-        .keep_alive(true)
-        // Pipelining clients get their responses in one write.
-        .pipeline_flush(true);
+        // Not `pipeline_flush`: with it, hyper leaves its own error
+        // responses (414 for a request line over 64 KiB, 431) unflushed and
+        // closes the connection without an answer.
+        .keep_alive(true);
 
     for listener in &listeners {
         tracing::info!("listening on {}", listener.local_addr()?);

@@ -42,7 +42,7 @@ use std::time::Duration;
 use mirrorlist_core::protocol::{self, Reply, Request};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot, Semaphore, SemaphorePermit};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 
 /// First reconnect delay.
@@ -124,6 +124,8 @@ pub struct Upstream {
     queued: AtomicUsize,
     max_queue: usize,
     timeout: Duration,
+    /// How many slots have made their first connection attempt.
+    attempted: watch::Receiver<usize>,
 }
 
 impl Upstream {
@@ -140,10 +142,19 @@ impl Upstream {
         let slots: Vec<Arc<Slot>> = (0..connections.max(1))
             .map(|_| Arc::new(Slot::default()))
             .collect();
+        let (attempted_tx, attempted) = watch::channel(0);
+        let attempted_tx = Arc::new(attempted_tx);
         let tasks = slots
             .iter()
             .enumerate()
-            .map(|(index, slot)| tokio::spawn(supervise(socket.to_path_buf(), index, slot.clone())))
+            .map(|(index, slot)| {
+                tokio::spawn(supervise(
+                    socket.to_path_buf(),
+                    index,
+                    slot.clone(),
+                    attempted_tx.clone(),
+                ))
+            })
             .collect();
         Upstream {
             slots,
@@ -153,7 +164,18 @@ impl Upstream {
             queued: AtomicUsize::new(0),
             max_queue,
             timeout,
+            attempted,
         }
+    }
+
+    /// Completes once every connection has been tried once, successfully or
+    /// not. Accepting before that would answer the first requests with 503
+    /// only because the pool had not had a chance to connect.
+    pub async fn first_attempts(&self) {
+        let n = self.slots.len();
+        let mut attempted = self.attempted.clone();
+        // An error means every supervisor is gone, so none is left to wait for.
+        let _ = attempted.wait_for(|&done| done >= n).await;
     }
 
     /// Forwards a request and waits for its reply, within the admission
@@ -280,9 +302,15 @@ impl Drop for Decrement<'_> {
 }
 
 /// Keeps one slot connected for as long as the pool lives.
-async fn supervise(socket: PathBuf, index: usize, slot: Arc<Slot>) {
+async fn supervise(
+    socket: PathBuf,
+    index: usize,
+    slot: Arc<Slot>,
+    attempted: Arc<watch::Sender<usize>>,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut failures: u32 = 0;
+    let mut attempted = Some(attempted);
     loop {
         match UnixStream::connect(&socket).await {
             Ok(stream) => {
@@ -294,6 +322,9 @@ async fn supervise(socket: PathBuf, index: usize, slot: Arc<Slot>) {
                 slot.backoff_ms.store(0, Ordering::Relaxed);
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 slot.set(Some(tx));
+                // Reported after the slot is published, so whoever waits in
+                // `first_attempts` finds it up.
+                report_first_attempt(&mut attempted);
                 let (result, answered) = drive(stream, &mut rx).await;
                 // Unpublish before `rx` is dropped, so new requests go
                 // elsewhere (or fail fast) instead of into a dead queue.
@@ -335,8 +366,15 @@ async fn supervise(socket: PathBuf, index: usize, slot: Arc<Slot>) {
             u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+        report_first_attempt(&mut attempted);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn report_first_attempt(attempted: &mut Option<Arc<watch::Sender<usize>>>) {
+    if let Some(attempted) = attempted.take() {
+        attempted.send_modify(|n| *n += 1);
     }
 }
 

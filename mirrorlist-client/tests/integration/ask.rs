@@ -1,0 +1,127 @@
+//! The real binary: `ask`, and serving until SIGTERM.
+
+use std::process::{Command, Output, Stdio};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::client::get;
+use crate::fake::{expected, Fake};
+use crate::{dir, guard};
+use mirrorlist_core::protocol::Endpoint;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mirrorlist-client");
+
+/// Runs the binary off the runtime thread, so the in-test fake keeps
+/// answering meanwhile.
+async fn run(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || Command::new(BIN).args(args).output().expect("run binary"))
+        .await
+        .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn ask_prints_status_headers_and_body() {
+    guard(async {
+        let d = dir();
+        let _fake = Fake::start(&d.socket, false);
+        let socket = d.socket.to_str().unwrap();
+        let out = run(args(&[
+            "ask",
+            "--socket",
+            socket,
+            "--ip",
+            "192.0.2.7",
+            "/mirrorlist?repo=fedora%2D42&arch=x86_64&status=302&location=https://m.example/",
+        ]))
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let body = expected(
+            Endpoint::Mirrorlist,
+            "192.0.2.7",
+            &[
+                ("repo", "fedora-42"),
+                ("arch", "x86_64"),
+                ("status", "302"),
+                ("location", "https://m.example/"),
+            ],
+        );
+        assert_eq!(
+            stdout,
+            format!(
+                "HTTP/1.1 302 Found\ncontent-type: text/plain; charset=utf-8\nlocation: https://m.example/\ncontent-length: {}\n\n{body}",
+                body.len()
+            )
+        );
+
+        // Local answers are what a client would get, too.
+        let out = run(args(&["ask", "--socket", socket, "/metalink?repo=%zz"])).await;
+        assert_eq!(out.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 400 Bad Request\n"));
+
+        let out = run(args(&["ask", "--socket", socket, "/health"])).await;
+        assert_eq!(out.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200 OK\n"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ask_without_a_server_exits_1_and_bad_target_exits_64() {
+    guard(async {
+        let d = dir();
+        let socket = d.socket.to_str().unwrap();
+        let out = run(args(&["ask", "--socket", socket, "/mirrorlist?repo=a"])).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+        let out = run(args(&["ask", "--socket", socket, "no target"])).await;
+        assert_eq!(out.status.code(), Some(64));
+        let out = run(args(&["--socket", socket])).await;
+        assert_eq!(out.status.code(), Some(64), "--listen missing");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn binary_logs_readiness_serves_and_exits_0_on_sigterm() {
+    guard(async {
+        let d = dir();
+        let _fake = Fake::start(&d.socket, false);
+        let mut child = tokio::process::Command::new(BIN)
+            .args([
+                "--socket",
+                d.socket.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next_line().await.unwrap().expect("listening line");
+            if let Some((_, addr)) = line.split_once("listening on ") {
+                break addr.trim().parse().unwrap();
+            }
+        };
+        let r = get(addr, "/mirrorlist?repo=a").await;
+        assert_eq!(
+            r.text(),
+            expected(Endpoint::Mirrorlist, "127.0.0.1", &[("repo", "a")])
+        );
+        let pid = child.id().unwrap().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        // Drain the log so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    })
+    .await;
+}

@@ -1,0 +1,183 @@
+//! The connection pool: pipelining, a server that dies and comes back,
+//! protocol errors, admission limits, graceful shutdown.
+
+use mirrorlist_core::protocol::Endpoint;
+use tokio::task::JoinSet;
+
+use crate::client::get;
+use crate::fake::{expected, Fake};
+use crate::{config, dir, guard, Front};
+
+#[tokio::test]
+async fn many_concurrent_requests_are_pipelined_over_few_connections() {
+    guard(async {
+        let d = dir();
+        // Held: no reply goes out until every request has arrived, which
+        // only pipelining (many requests outstanding per connection) allows.
+        let mut fake = Fake::start(&d.socket, true);
+        let mut cfg = config(&d);
+        cfg.upstream_connections = 2;
+        let front = Front::start(cfg).await;
+        const N: usize = 64;
+        let mut requests = JoinSet::new();
+        for i in 0..N {
+            let addr = front.addr;
+            requests.spawn(async move {
+                (i, get(addr, &format!("/mirrorlist?repo=r{i}&arch=x")).await)
+            });
+        }
+        fake.wait_received(N).await;
+        assert!(
+            fake.connections() <= 2,
+            "{} upstream connections",
+            fake.connections()
+        );
+        fake.release();
+        let mut answered = 0;
+        while let Some(done) = requests.join_next().await {
+            let (i, r) = done.unwrap();
+            assert_eq!(r.status, 200);
+            // Each client gets its own reply, not a neighbour's.
+            assert_eq!(
+                r.text(),
+                expected(
+                    Endpoint::Mirrorlist,
+                    "127.0.0.1",
+                    &[("repo", &format!("r{i}")), ("arch", "x")]
+                )
+            );
+            answered += 1;
+        }
+        assert_eq!(answered, N);
+        assert!(fake.connections() <= 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_killed_mid_flight_then_restarted() {
+    guard(async {
+        let d = dir();
+        let mut fake = Fake::start(&d.socket, true);
+        let front = Front::start(config(&d)).await;
+        const N: usize = 10;
+        let mut requests = JoinSet::new();
+        for i in 0..N {
+            let addr = front.addr;
+            requests.spawn(async move { get(addr, &format!("/mirrorlist?n={i}")).await });
+        }
+        fake.wait_received(N).await;
+        fake.kill();
+        // Every request in flight is answered (the request timeout is far
+        // away, so these answers come from noticing the dead connection).
+        while let Some(done) = requests.join_next().await {
+            let r = done.unwrap();
+            assert_eq!(r.status, 503, "{}", r.text());
+            assert!(r.header("retry-after").is_some());
+        }
+        // While it is down: 503 at once, not a hang.
+        let r = get(front.addr, "/mirrorlist?repo=a").await;
+        assert_eq!(r.status, 503);
+        assert!(r.header("retry-after").is_some());
+        assert_eq!(get(front.addr, "/health").await.status, 503);
+
+        // Back on the same path: the front end reconnects by itself.
+        let mut fake = Fake::start(&d.socket, false);
+        fake.wait_connections(1).await;
+        // The fake's accept and the pool publishing the connection are
+        // separate wake-ups; a request may slip in between and get 503.
+        let mut r = get(front.addr, "/mirrorlist?repo=b").await;
+        for _ in 0..100 {
+            if r.status == 200 {
+                break;
+            }
+            tokio::task::yield_now().await;
+            r = get(front.addr, "/mirrorlist?repo=b").await;
+        }
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.text(),
+            expected(Endpoint::Mirrorlist, "127.0.0.1", &[("repo", "b")])
+        );
+        assert_eq!(get(front.addr, "/health").await.status, 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_frame_from_the_server_is_502_and_the_pool_recovers() {
+    guard(async {
+        let d = dir();
+        let mut fake = Fake::start(&d.socket, false);
+        let mut cfg = config(&d);
+        cfg.upstream_connections = 1;
+        let front = Front::start(cfg).await;
+        let r = get(front.addr, "/mirrorlist?garbage=1").await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        // The broken connection was closed and a new one made.
+        fake.wait_connections(2).await;
+        let mut r = get(front.addr, "/mirrorlist?repo=a").await;
+        for _ in 0..100 {
+            if r.status == 200 {
+                break;
+            }
+            tokio::task::yield_now().await;
+            r = get(front.addr, "/mirrorlist?repo=a").await;
+        }
+        assert_eq!(r.status, 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn beyond_inflight_and_queue_is_503_with_retry_after() {
+    guard(async {
+        let d = dir();
+        let mut fake = Fake::start(&d.socket, true);
+        let mut cfg = config(&d);
+        cfg.max_inflight = 2;
+        cfg.max_queue = 3;
+        let front = Front::start(cfg).await;
+        // 2 in flight + 3 queued fit; the sixth cannot.
+        let mut requests = JoinSet::new();
+        for i in 0..6 {
+            let addr = front.addr;
+            requests.spawn(async move { get(addr, &format!("/mirrorlist?n={i}")).await });
+        }
+        // Nothing is released yet, so the only answer that can come is the
+        // refusal.
+        let first = requests.join_next().await.unwrap().unwrap();
+        assert_eq!(first.status, 503, "{}", first.text());
+        assert_eq!(first.header("retry-after"), Some("1"));
+        fake.wait_received(2).await;
+        fake.release();
+        let mut ok = 0;
+        while let Some(done) = requests.join_next().await {
+            assert_eq!(done.unwrap().status, 200);
+            ok += 1;
+        }
+        assert_eq!(ok, 5);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight() {
+    guard(async {
+        let d = dir();
+        let mut fake = Fake::start(&d.socket, true);
+        let front = Front::start(config(&d)).await;
+        let addr = front.addr;
+        let request = tokio::spawn(async move { get(addr, "/mirrorlist?repo=a").await });
+        fake.wait_received(1).await;
+        let run = front.shutdown();
+        // New connections are refused once the listener is closed; the
+        // held request is still waiting for its reply.
+        fake.release();
+        let r = request.await.unwrap();
+        assert_eq!(r.status, 200);
+        run.await.unwrap().expect("run returns Ok");
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    })
+    .await;
+}
