@@ -451,8 +451,9 @@ impl Conn {
                     if ready.is_writable() {
                         self.flush()?;
                     }
-                    if ready.is_readable() || ready.is_read_closed() {
-                        self.read()?;
+                    if (ready.is_readable() || ready.is_read_closed()) && !self.read()? {
+                        // Closed cleanly between requests.
+                        return Ok(());
                     }
                 }
                 job = rx.recv() => {
@@ -502,15 +503,16 @@ impl Conn {
         Ok(())
     }
 
-    /// One read, then every complete frame in the buffer.
-    fn read(&mut self) -> Result<(), DriveError> {
+    /// One read, then every complete frame in the buffer. `Ok(false)` when
+    /// the server closed the connection with nothing outstanding.
+    fn read(&mut self) -> Result<bool, DriveError> {
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
         match self.stream.try_read_buf(&mut self.rbuf) {
             Ok(0) => {
                 return if self.pending.is_empty() && self.rbuf.is_empty() {
-                    Ok(())
+                    Ok(false)
                 } else {
                     Err(DriveError::Eof(self.pending.len()))
                 };
@@ -522,7 +524,7 @@ impl Conn {
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) =>
             {
-                return Ok(());
+                return Ok(true);
             }
             Err(e) => return Err(e.into()),
         }
@@ -568,6 +570,6 @@ impl Conn {
                 self.rbuf.reserve(need - self.rbuf.len());
             }
         }
-        Ok(())
+        Ok(true)
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Query parameters steer it: `status=N` sets the reply status,
 //! `location=URL` adds a `Location` header, `badheader=1` adds a header name
-//! HTTP does not allow, `garbage=1` answers with an unparseable frame.
+//! HTTP does not allow, `garbage=1` answers with an unparseable frame,
+//! `wrongid=1` with a reply carrying another request's id.
 //! With `hold` set, replies wait until [`Fake::release`], so tests can hold
 //! requests in flight without relying on timing.
 
@@ -131,6 +132,8 @@ async fn serve(
             let mut out = Vec::new();
             if param(&request, "garbage").is_some() {
                 out.extend_from_slice(&u32::MAX.to_le_bytes());
+            } else if param(&request, "wrongid").is_some() {
+                protocol::encode_reply(id.wrapping_add(1000), &reply_to(&request), &mut out);
             } else {
                 protocol::encode_reply(id, &reply_to(&request), &mut out);
             }
