@@ -13,9 +13,9 @@ use crate::config::{AskConfig, Config};
 
 /// HTTP front end of the mirrorlist service.
 ///
-/// Answers `/mirrorlist`, `/metalink` and `/health` over HTTP/1.1 (and
-/// cleartext HTTP/2) by forwarding each request to `mirrorlist-server` over
-/// its Unix socket.
+/// Answers `/mirrorlist`, `/metalink` and `/health` over HTTP/1.1 by
+/// forwarding each request to `mirrorlist-server` over its Unix socket.
+/// Logs to stderr; RUST_LOG overrides -v/-q.
 #[derive(Debug, Parser)]
 #[command(
     name = "mirrorlist-client",

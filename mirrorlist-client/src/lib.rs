@@ -23,6 +23,16 @@
 //! - [`signal`]: SIGTERM/SIGINT as the shutdown future.
 //!
 //! The wire protocol itself is `mirrorlist_core::protocol`.
+//!
+//! # Running
+//!
+//! [`run`] takes already-bound listeners and a shutdown future; `main` binds
+//! the `--listen` addresses with a backlog of 4096 and turns SIGTERM/SIGINT
+//! into that future. Once the pool has made its first connection attempt
+//! (which does not wait for a server that is down: requests then get 503
+//! until it is back), `run` logs `listening on ADDR:PORT` at info level for
+//! each listener: the readiness signal for scripts and tests. The statuses
+//! the front end chooses itself are listed in [`http`].
 
 #![forbid(unsafe_code)]
 

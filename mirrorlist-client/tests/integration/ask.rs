@@ -83,6 +83,10 @@ async fn ask_without_a_server_exits_1_and_bad_target_exits_64() {
         assert_eq!(out.status.code(), Some(64));
         let out = run(args(&["--socket", socket])).await;
         assert_eq!(out.status.code(), Some(64), "--listen missing");
+        let out = run(args(&["--socket", socket, "--listen", "nonsense"])).await;
+        assert_eq!(out.status.code(), Some(64), "bad --listen");
+        let out = run(args(&["--help"])).await;
+        assert_eq!(out.status.code(), Some(0));
     })
     .await;
 }
