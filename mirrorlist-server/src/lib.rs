@@ -1,11 +1,38 @@
 //! `mirrorlist-server`: loads the cache, listens on a Unix socket, selects
-//! and orders mirrors per request and renders the answer.
+//! and orders mirrors for each request and renders the answer; swaps in a
+//! new cache on SIGHUP without failing a request.
+//!
+//! # Layout
+//!
+//! Pure logic (no I/O, tested without a socket):
+//!
+//! - [`index`]: lookup structures built once when a cache is loaded.
+//! - [`query`]: the request's parameters, parsed and checked.
+//! - [`select`]: the tiers (netblock, ASN, country, continent, global) and
+//!   the bandwidth-weighted shuffle.
+//! - [`render`]: the plain list, the Metalink document, redirects, errors.
+//! - [`handler`]: one request in, one reply (and an access record) out.
+//! - [`geo`], [`asn`]: client address → country, → autonomous system.
+//!
+//! The edges:
+//!
+//! - [`config`]: flags and the resolved configuration.
+//! - [`socket`]: the listening socket (backlog, permissions, stale files).
+//! - [`server`]: connections, pipelined frames, reload, shutdown, signals.
+//! - [`accesslog`]: MirrorManager-format access log, reopened on signal.
+//! - [`app`]: wires the above together for `main`.
+
 #![forbid(unsafe_code)]
 
+pub mod accesslog;
+pub mod app;
 pub mod asn;
+pub mod config;
 pub mod geo;
 pub mod handler;
 pub mod index;
 pub mod query;
 pub mod render;
 pub mod select;
+pub mod server;
+pub mod socket;
