@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match mirrorlist_server::app::start(args) {
         Ok(()) => ExitCode::SUCCESS,
