@@ -12,8 +12,15 @@
 //! - a dense country → continent table (with the overrides applied);
 //! - each host's URLs for a directory ordered by protocol preference (https,
 //!   http, ftp, rsync), so the plain list takes the first usable one;
+//! - per directory, its public host lists (global, by country) as positions
+//!   in `by_host` ("slots"), with a bit mask of the protocols each slot
+//!   offers, so selection neither searches `by_host` nor scans URL lists;
+//! - per host, a flags byte (private, restricted, address families), so the
+//!   admission test reads one byte instead of a `Host`;
 //! - each repository directory's `repodata` subdirectory, for metalinks;
-//! - the metalink `pubdate` and the "available repositories" listing.
+//! - the XML fragments of every URL (`<url protocol=… location=…` and the
+//!   escaped URL), the metalink `pubdate` and the "available repositories"
+//!   listing: a metalink is then mostly copies of prepared strings.
 //!
 //! Index building also drops references that point outside the cache's
 //! tables (a host or URL index past the end), so serving can index slices
@@ -24,8 +31,10 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use mirrorlist_core::model::{Cache, Country, Directory, FileEntry, HostIdx};
+use mirrorlist_core::model::{Cache, Country, Directory, Families, FileEntry, HostIdx};
 use prefix_trie::PrefixMap;
+
+use crate::query::ProtocolSet;
 
 /// Continent ids are small integers; this many are possible.
 const NO_CONTINENT: u8 = u8::MAX;
@@ -79,6 +88,26 @@ impl<T> Netblocks<T> {
     }
 }
 
+/// Host flag: private host.
+pub const PRIVATE: u8 = 1;
+/// Host flag: serves only some client countries.
+pub const RESTRICTED: u8 = 2;
+/// Host flag: not reachable over IPv4.
+pub const NO_IPV4: u8 = 4;
+/// Host flag: not reachable over IPv6.
+pub const NO_IPV6: u8 = 8;
+
+/// A directory's host lists as positions in its `by_host`.
+#[derive(Clone, Debug, Default)]
+pub struct DirSlots {
+    /// Protocols offered by each `by_host` entry (a [`ProtocolSet`] mask).
+    pub protocols: Vec<ProtocolSet>,
+    /// `global` as slots.
+    pub global: Vec<u32>,
+    /// `by_country` as slots, in the same order as `by_country`.
+    pub by_country: Vec<Vec<u32>>,
+}
+
 /// The serving form of a [`Cache`].
 pub struct Index {
     cache: Cache,
@@ -95,6 +124,14 @@ pub struct Index {
     continent: Vec<u8>,
     /// 1 / bandwidth per host: the weighted shuffle multiplies by it.
     inv_bandwidth: Vec<f64>,
+    /// [`PRIVATE`] | [`RESTRICTED`] | [`NO_IPV4`] | [`NO_IPV6`] per host.
+    flags: Vec<u8>,
+    /// Per directory.
+    slots: Vec<DirSlots>,
+    /// Per host URL: `    <url protocol="P" type="P" location="CC" preference="`.
+    url_open: Vec<Box<str>>,
+    /// Per host URL: the URL, XML-escaped.
+    url_xml: Vec<Box<str>>,
     /// Directory → its `repodata` subdirectory, if the cache has one.
     repodata: Vec<Option<u32>>,
     /// Directory → position of `<dir>/repodata/repomd.xml` in the file
@@ -229,6 +266,44 @@ impl Index {
             .map(|h| 1.0 / f64::from(h.bandwidth.max(1)))
             .collect();
 
+        let flags = cache
+            .hosts
+            .iter()
+            .map(|h| {
+                let mut f = 0;
+                if h.private {
+                    f |= PRIVATE;
+                }
+                if !h.allowed_countries.is_empty() {
+                    f |= RESTRICTED;
+                }
+                match h.families {
+                    Families::Ipv4 => f |= NO_IPV6,
+                    Families::Ipv6 => f |= NO_IPV4,
+                    Families::Unknown | Families::Both => {}
+                }
+                f
+            })
+            .collect();
+        let slots = cache
+            .directories
+            .iter()
+            .map(|d| dir_slots(&cache, d))
+            .collect();
+        let mut url_open = Vec::with_capacity(cache.host_urls.len());
+        let mut url_xml = Vec::with_capacity(cache.host_urls.len());
+        for u in &cache.host_urls {
+            let p = u.protocol.as_str();
+            let mut open = format!("    <url protocol=\"{p}\" type=\"{p}\" location=\"");
+            let country = cache.hosts.get(u.host as usize).map(|h| h.country.as_str());
+            crate::render::push_escaped(&mut open, country.unwrap_or(""));
+            open.push_str("\" preference=\"");
+            url_open.push(open.into_boxed_str());
+            let mut xml = String::with_capacity(u.url.len());
+            crate::render::push_escaped(&mut xml, &u.url);
+            url_xml.push(xml.into_boxed_str());
+        }
+
         let mut repodata = Vec::with_capacity(cache.directories.len());
         let mut repomd = Vec::with_capacity(cache.directories.len());
         for d in &cache.directories {
@@ -268,6 +343,10 @@ impl Index {
             asn_hosts,
             continent,
             inv_bandwidth,
+            flags,
+            slots,
+            url_open,
+            url_xml,
             repodata,
             repomd,
             repo_listing,
@@ -350,6 +429,27 @@ impl Index {
         self.inv_bandwidth[host as usize]
     }
 
+    /// The flags byte of `host` ([`PRIVATE`], [`RESTRICTED`], ...).
+    pub fn flags(&self, host: HostIdx) -> u8 {
+        self.flags[host as usize]
+    }
+
+    /// The slot tables of directory `dir`.
+    pub fn slots(&self, dir: u32) -> &DirSlots {
+        &self.slots[dir as usize]
+    }
+
+    /// The opening of a metalink `<url>` element for host URL `u`, up to the
+    /// preference value.
+    pub fn url_open(&self, u: u32) -> &str {
+        &self.url_open[u as usize]
+    }
+
+    /// Host URL `u`, XML-escaped.
+    pub fn url_xml(&self, u: u32) -> &str {
+        &self.url_xml[u as usize]
+    }
+
     /// The cache's build time as an RFC 2822 date, for metalinks.
     pub fn pubdate(&self) -> &str {
         &self.pubdate
@@ -358,6 +458,34 @@ impl Index {
     /// `# repo=R&arch=A` lines for every repository, sorted.
     pub fn repo_listing(&self) -> &str {
         &self.repo_listing
+    }
+}
+
+/// Builds the slot tables of `d`. Public hosts missing from `by_host` are
+/// left out: selection only lists hosts that carry the directory.
+fn dir_slots(cache: &Cache, d: &Directory) -> DirSlots {
+    let slot = |h: &HostIdx| {
+        d.by_host
+            .binary_search_by_key(h, |(h, _)| *h)
+            .ok()
+            .map(|s| s as u32)
+    };
+    DirSlots {
+        protocols: d
+            .by_host
+            .iter()
+            .map(|(_, urls)| {
+                urls.iter().fold(ProtocolSet::EMPTY, |set, &u| {
+                    set.with(cache.host_urls[u as usize].protocol)
+                })
+            })
+            .collect(),
+        global: d.global.iter().filter_map(slot).collect(),
+        by_country: d
+            .by_country
+            .iter()
+            .map(|(_, hosts)| hosts.iter().filter_map(slot).collect())
+            .collect(),
     }
 }
 

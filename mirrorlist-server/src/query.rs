@@ -48,8 +48,8 @@ pub enum IpParam<'a> {
     Invalid(&'a str),
 }
 
-/// A set of protocols, as a bit mask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A set of protocols, as a bit mask. The default is the empty set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProtocolSet(u8);
 
 impl ProtocolSet {

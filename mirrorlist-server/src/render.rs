@@ -80,19 +80,22 @@ pub fn push_sanitized(out: &mut String, s: &str) {
 
 /// Appends `s` escaped for XML text and attribute values.
 pub fn push_escaped(out: &mut String, s: &str) {
-    let mut rest = s;
-    while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
-        out.push_str(&rest[..i]);
-        out.push_str(match rest.as_bytes()[i] {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
             b'&' => "&amp;",
             b'<' => "&lt;",
             b'>' => "&gt;",
             b'"' => "&quot;",
-            _ => "&apos;",
-        });
-        rest = &rest[i + 1..];
+            b'\'' => "&apos;",
+            _ => continue,
+        };
+        // The escaped bytes are ASCII, so `i` is a char boundary.
+        out.push_str(&s[start..i]);
+        out.push_str(entity);
+        start = i + 1;
     }
-    out.push_str(rest);
+    out.push_str(&s[start..]);
 }
 
 /// Writes the header line's opening: `# repo = R arch = A ` or `# path = P `.
@@ -140,9 +143,9 @@ fn notes(out: &mut String, sel: &Selection) {
     }
 }
 
-/// Appends a host's URL for `target`: `base[/subpath][extra]/[file]`.
-fn url(out: &mut String, base: &str, target: &Target<'_>) {
-    out.push_str(base);
+/// Appends what follows a host's category URL for `target`:
+/// `[/subpath][extra]/[file]`.
+fn tail(out: &mut String, target: &Target<'_>) {
     if !target.dir.subpath.is_empty() {
         out.push('/');
         out.push_str(&target.dir.subpath);
@@ -171,6 +174,23 @@ fn preferred<'a>(
         .map(|u| u.url.as_str())
 }
 
+/// Appends `n` (at most 100 here) without the formatting machinery, which
+/// would cost more than the rest of a metalink line.
+fn push_small(out: &mut String, n: u32) {
+    if n >= 100 {
+        out.push_str(itoa_small(n / 100));
+    }
+    if n >= 10 {
+        out.push_str(itoa_small(n / 10 % 10));
+    }
+    out.push_str(itoa_small(n % 10));
+}
+
+fn itoa_small(d: u32) -> &'static str {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    DIGITS[(d % 10) as usize]
+}
+
 /// The plain list.
 pub fn mirrorlist(
     out: &mut String,
@@ -191,10 +211,13 @@ pub fn mirrorlist(
     }
     out.push('\n');
     let allowed = sel.protocols.intersect(ProtocolSet::PLAIN);
+    let mut end = String::with_capacity(target.dir.subpath.len() + 32);
+    tail(&mut end, target);
+    end.push('\n');
     for pick in &sel.picks {
         if let Some(base) = preferred(index, target, pick.slot, allowed) {
-            url(out, base, target);
-            out.push('\n');
+            out.push_str(base);
+            out.push_str(&end);
         }
     }
 }
@@ -210,7 +233,8 @@ pub fn redirect_location(index: &Index, target: &Target<'_>, sel: &Selection) ->
     sel.picks.iter().find_map(|pick| {
         let base = preferred(index, target, pick.slot, allowed)?;
         let mut s = String::with_capacity(base.len() + target.dir.subpath.len() + 32);
-        url(&mut s, base, target);
+        s.push_str(base);
+        tail(&mut s, target);
         Some(s)
     })
 }
@@ -303,31 +327,29 @@ pub fn metalink(
         out.push_str("   </mm0:alternates>\n");
     }
     out.push_str("   <resources maxconnections=\"1\">\n");
+    // Everything after the host's URL is the same on every line: build it
+    // once, escaped.
+    let mut raw = String::with_capacity(target.dir.subpath.len() + 32);
+    tail(&mut raw, target);
+    let mut end = String::with_capacity(raw.len() + 8);
+    push_escaped(&mut end, &raw);
+    end.push_str("</url>\n");
     let mut preference = 100u32;
-    let mut buf = String::new();
     for pick in &sel.picks {
-        let host = &cache.hosts[pick.host as usize];
+        let private = cache.hosts[pick.host as usize].private;
         for &u in &target.dir.by_host[pick.slot as usize].1 {
-            let hu = &cache.host_urls[u as usize];
-            if !sel.protocols.contains(hu.protocol) {
+            if !sel.protocols.contains(cache.host_urls[u as usize].protocol) {
                 continue;
             }
-            let p = hu.protocol.as_str();
-            out.push_str("    <url protocol=\"");
-            out.push_str(p);
-            out.push_str("\" type=\"");
-            out.push_str(p);
-            out.push_str("\" location=\"");
-            push_escaped(out, host.country.as_str());
-            let _ = write!(out, "\" preference=\"{preference}\"");
-            if host.private {
-                out.push_str(" mm0:private=\"True\"");
-            }
-            out.push('>');
-            buf.clear();
-            url(&mut buf, &hu.url, target);
-            push_escaped(out, &buf);
-            out.push_str("</url>\n");
+            out.push_str(index.url_open(u));
+            push_small(out, preference);
+            out.push_str(if private {
+                "\" mm0:private=\"True\">"
+            } else {
+                "\">"
+            });
+            out.push_str(index.url_xml(u));
+            out.push_str(&end);
         }
         preference = preference.saturating_sub(1).max(1);
     }
@@ -381,10 +403,19 @@ mod tests {
     }
 
     #[test]
+    fn small_numbers() {
+        for n in [0, 1, 9, 10, 42, 99, 100] {
+            let mut s = String::new();
+            push_small(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+    }
+
+    #[test]
     fn escaping() {
         let mut s = String::new();
-        push_escaped(&mut s, "a&b<c>d\"e'f");
-        assert_eq!(s, "a&amp;b&lt;c&gt;d&quot;e&apos;f");
+        push_escaped(&mut s, "a&b<c>d\"e'fé&");
+        assert_eq!(s, "a&amp;b&lt;c&gt;d&quot;e&apos;fé&amp;");
         s.clear();
         push_sanitized(&mut s, "x\ny\r\tz");
         assert_eq!(s, "x?y??z");

@@ -59,7 +59,7 @@ use rand::Rng;
 
 use crate::asn::AsnTable;
 use crate::geo::{geo_address, GeoLookup};
-use crate::index::Index;
+use crate::index::{DirSlots, Index, NO_IPV4, NO_IPV6, PRIVATE, RESTRICTED};
 use crate::query::{Place, ProtocolSet};
 
 /// Where a client is, as far as selection cares.
@@ -155,13 +155,22 @@ pub struct Selection {
     /// Whether `protocol=` was applied (false when it matched nothing).
     pub filtered: bool,
     seen: Vec<u64>,
-    tier: Vec<(u64, Pick)>,
+    /// The tier being built: packed sort keys (see [`pack`]) and its hosts.
+    tier_keys: Vec<u64>,
+    tier: Vec<Pick>,
 }
 
-impl Default for ProtocolSet {
-    fn default() -> Self {
-        ProtocolSet::EMPTY
-    }
+/// Bits of a packed key that hold the host's position in the tier.
+const POS_BITS: u32 = 24;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+
+/// Packs a shuffle key and a position into one `u64` that sorts by key, so
+/// that a tier sorts as a plain integer slice. The key is a non-negative
+/// f64, whose bit pattern orders like its value; its low 24 mantissa bits
+/// give way to the position (a relative precision of 2^-28 remains, far
+/// below anything a bandwidth ratio can express).
+fn pack(key: f64, pos: usize) -> u64 {
+    (key.to_bits() & !POS_MASK) | (pos as u64 & POS_MASK)
 }
 
 /// Fills `out` with the hosts for directory `dir` and a client at `loc`.
@@ -188,83 +197,101 @@ pub fn select(
 struct Ctx<'a> {
     index: &'a Index,
     dir: &'a Directory,
+    slots: &'a DirSlots,
     loc: &'a Location,
     mask: ProtocolSet,
+    /// The host flag that rules a host out for this client's family.
+    wrong_family: u8,
 }
 
 impl Ctx<'_> {
-    /// The host's `by_host` slot if `h` may join a tier. `public` tiers are
+    /// Whether the host in `slot` may join a tier. `public` tiers are
     /// country, continent and global.
-    fn admit(&self, h: HostIdx, public: bool, seen: &[u64]) -> Option<u32> {
+    fn admit(&self, slot: u32, public: bool, seen: &[u64]) -> bool {
+        let h = self.dir.by_host[slot as usize].0;
         if seen[h as usize / 64] & (1 << (h % 64)) != 0 {
-            return None;
+            return false;
         }
-        let cache = self.index.cache();
-        let host = &cache.hosts[h as usize];
-        if public {
+        let flags = self.index.flags(h);
+        if flags & self.wrong_family != 0 {
+            return false;
+        }
+        if public && flags & (PRIVATE | RESTRICTED) != 0 {
+            if flags & PRIVATE != 0 {
+                return false;
+            }
             // A restricted host serves only clients known to be in one of
             // its countries.
-            let allowed = host.allowed_countries.is_empty()
-                || self
-                    .loc
-                    .country
-                    .is_some_and(|c| host.allowed_countries.binary_search(&c).is_ok());
-            if host.private || !allowed {
-                return None;
+            let allowed = &self.index.cache().hosts[h as usize].allowed_countries;
+            let admitted = self
+                .loc
+                .country
+                .is_some_and(|c| allowed.binary_search(&c).is_ok());
+            if !admitted {
+                return false;
             }
         }
-        if let Some(ip) = &self.loc.ip {
-            if !host.families.serves(ip) {
-                return None;
-            }
-        }
-        let slot = self
-            .dir
-            .by_host
-            .binary_search_by_key(&h, |(h, _)| *h)
-            .ok()?;
-        let usable = self.dir.by_host[slot]
-            .1
-            .iter()
-            .any(|&u| self.mask.contains(cache.host_urls[u as usize].protocol));
-        usable.then_some(slot as u32)
+        !self.slots.protocols[slot as usize]
+            .intersect(self.mask)
+            .is_empty()
     }
 
-    /// Adds the admissible hosts of `candidates` to the tier being built;
+    /// Adds the admissible hosts among `slots` to the tier being built;
     /// returns how many.
     fn gather(
         &self,
-        candidates: &[HostIdx],
+        slots: &[u32],
         public: bool,
         rng: &mut SmallRng,
         out: &mut Selection,
     ) -> usize {
         let before = out.tier.len();
-        for &h in candidates {
-            if let Some(slot) = self.admit(h, public, &out.seen) {
+        for &slot in slots {
+            if out.tier.len() > POS_MASK as usize {
+                // 16 million hosts in one tier: positions would alias.
+                break;
+            }
+            if self.admit(slot, public, &out.seen) {
+                let h = self.dir.by_host[slot as usize].0;
                 out.seen[h as usize / 64] |= 1 << (h % 64);
-                // u in (0, 1], so -ln(u) is finite and >= 0, and the bits
-                // of a non-negative f64 sort like its value.
+                // u in (0, 1], so -ln(u) is finite and >= 0.
                 let u = 1.0 - rng.random::<f64>();
                 let key = -u.ln() * self.index.inv_bandwidth(h);
-                out.tier.push((key.to_bits(), Pick { host: h, slot }));
+                out.tier_keys.push(pack(key, out.tier.len()));
+                out.tier.push(Pick { host: h, slot });
             }
         }
         out.tier.len() - before
     }
 
-    /// Shuffles the gathered tier into the answer.
+    /// Like [`Ctx::gather`] for host indexes (netblock and ASN tiers, whose
+    /// hosts may or may not carry the directory).
+    fn gather_hosts(&self, hosts: &[HostIdx], rng: &mut SmallRng, out: &mut Selection) {
+        for &h in hosts {
+            if let Ok(slot) = self.dir.by_host.binary_search_by_key(&h, |(h, _)| *h) {
+                self.gather(&[slot as u32], false, rng, out);
+            }
+        }
+    }
+
+    /// Shuffles the gathered tier into the answer; returns its size.
     fn close_tier(out: &mut Selection) -> usize {
-        out.tier.sort_unstable_by_key(|(k, p)| (*k, p.host));
+        out.tier_keys.sort_unstable();
+        for &k in &out.tier_keys {
+            out.picks.push(out.tier[(k & POS_MASK) as usize]);
+        }
         let n = out.tier.len();
-        out.picks.extend(out.tier.drain(..).map(|(_, p)| p));
+        out.tier_keys.clear();
+        out.tier.clear();
         n
     }
 
-    fn country_hosts(&self, c: Country) -> &[HostIdx] {
-        let bc = &self.dir.by_country;
-        bc.binary_search_by_key(&c, |(c, _)| *c)
-            .map_or(&[], |i| bc[i].1.as_slice())
+    /// The slots of the public hosts of country `c`.
+    fn country_slots(&self, c: Country) -> &[u32] {
+        self.dir
+            .by_country
+            .binary_search_by_key(&c, |(c, _)| *c)
+            .map_or(&[], |i| self.slots.by_country[i].as_slice())
     }
 
     /// Gathers the countries of the directory whose continent is in
@@ -276,7 +303,7 @@ impl Ctx<'_> {
         rng: &mut SmallRng,
         out: &mut Selection,
     ) {
-        for (c, hosts) in &self.dir.by_country {
+        for (i, (c, _)) in self.dir.by_country.iter().enumerate() {
             if Some(*c) == skip {
                 continue;
             }
@@ -286,7 +313,7 @@ impl Ctx<'_> {
             if continents[usize::from(id) / 64] & (1 << (id % 64)) == 0 {
                 continue;
             }
-            if self.gather(hosts, true, rng, out) > 0 {
+            if self.gather(&self.slots.by_country[i], true, rng, out) > 0 {
                 out.notes.push(Note::Country(*c));
             }
         }
@@ -305,6 +332,7 @@ fn run(
     out.picks.clear();
     out.notes.clear();
     out.tier.clear();
+    out.tier_keys.clear();
     out.protocols = mask;
     out.seen.clear();
     out.seen
@@ -312,8 +340,14 @@ fn run(
     let ctx = Ctx {
         index,
         dir: index.directory(dir),
+        slots: index.slots(dir),
         loc,
         mask,
+        wrong_family: match loc.ip {
+            Some(IpAddr::V4(_)) => NO_IPV4,
+            Some(IpAddr::V6(_)) => NO_IPV6,
+            None => 0,
+        },
     };
 
     if params.netblock && params.places.is_none() {
@@ -322,7 +356,7 @@ fn run(
             index.netblock_hosts(ip, &mut lists);
             let mut found = 0;
             for hosts in lists {
-                ctx.gather(hosts, false, rng, out);
+                ctx.gather_hosts(hosts, rng, out);
                 found += Ctx::close_tier(out);
             }
             if found > 0 {
@@ -330,7 +364,7 @@ fn run(
             }
         }
         if let Some(asn) = loc.asn {
-            ctx.gather(index.asn_hosts(asn), false, rng, out);
+            ctx.gather_hosts(index.asn_hosts(asn), rng, out);
             if Ctx::close_tier(out) > 0 {
                 out.notes.push(Note::Asn(asn));
             }
@@ -341,12 +375,12 @@ fn run(
         for place in places {
             match place {
                 Place::Country(c) => {
-                    if ctx.gather(ctx.country_hosts(*c), true, rng, out) > 0 {
+                    if ctx.gather(ctx.country_slots(*c), true, rng, out) > 0 {
                         out.notes.push(Note::Country(*c));
                     }
                 }
                 Place::Global => {
-                    ctx.gather(&ctx.dir.global, true, rng, out);
+                    ctx.gather(&ctx.slots.global, true, rng, out);
                     out.notes.push(Note::Global);
                 }
             }
@@ -370,7 +404,7 @@ fn run(
     }
 
     if let Some(country) = loc.country {
-        if ctx.gather(ctx.country_hosts(country), true, rng, out) > 0 {
+        if ctx.gather(ctx.country_slots(country), true, rng, out) > 0 {
             out.notes.push(Note::Country(country));
         }
         Ctx::close_tier(out);
@@ -383,7 +417,7 @@ fn run(
     }
 
     if out.picks.len() < params.minimum {
-        ctx.gather(&ctx.dir.global, true, rng, out);
+        ctx.gather(&ctx.slots.global, true, rng, out);
         out.notes.push(Note::Global);
         Ctx::close_tier(out);
     }
@@ -978,6 +1012,15 @@ pub(crate) mod tests {
             vec![h]
         );
         assert_eq!(sel.notes, vec![Note::Netblock, Note::Global]);
+    }
+
+    #[test]
+    fn packed_keys_sort_by_key_then_keep_positions() {
+        let keys = [3.5, 0.0, 1e-9, 2.0, 1e300];
+        let mut packed: Vec<u64> = keys.iter().enumerate().map(|(i, k)| pack(*k, i)).collect();
+        packed.sort_unstable();
+        let order: Vec<u64> = packed.iter().map(|k| k & POS_MASK).collect();
+        assert_eq!(order, vec![1, 2, 3, 0, 4]);
     }
 
     #[test]
