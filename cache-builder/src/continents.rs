@@ -5,6 +5,12 @@
 //! table is also the list of country codes the description may use: a code
 //! not in it is almost always a typo, and the server could not place it on a
 //! continent anyway.
+//!
+//! `--` as the continent means "no continent" (MirrorManager's own table
+//! has `A1,--`, `A2,--`, `O1,--` for the GeoIP pseudo-countries anonymous
+//! proxy, satellite provider and other). Such a line is accepted and left
+//! out of the table, whatever its code, so MirrorManager's file can be used
+//! as it is.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -45,6 +51,9 @@ impl ContinentTable {
                 continue;
             };
             let (cc, continent) = (cc.trim(), continent.trim());
+            if continent == "--" {
+                continue;
+            }
             let Some(country) = Country::parse(cc) else {
                 diags.push(diag(format!("{cc:?} is not a two-letter country code")));
                 continue;
@@ -104,6 +113,14 @@ mod tests {
             t.continents().into_iter().collect::<Vec<_>>(),
             ["AF", "AN", "AS", "EU", "NA", "OC", "SA"]
         );
+    }
+
+    #[test]
+    fn no_continent_lines_are_skipped() {
+        let text = "DE,EU\nA1,--\nO1,--\nEU,EU\n";
+        let t = ContinentTable::parse(Path::new("mm2.csv"), text).unwrap();
+        let codes: Vec<_> = t.countries.keys().map(|c| c.as_str()).collect();
+        assert_eq!(codes, ["DE", "EU"]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Errors, split the way the exit code is: problems with what the operator
-//! wrote (the description, the master tree it points at, the continent table)
+//! wrote or gave us (the description, the master tree it points at, the
+//! continent table, MirrorManager2's cache and ASN table for `import-mm2`)
 //! exit 64; failures of the machine (reading the tree, writing the cache,
 //! signalling the server, a corrupt cache file to inspect) exit 1.
 
