@@ -31,7 +31,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use mirrorlist_core::model::{Cache, Country, Directory, Families, FileEntry, HostIdx};
+use mirrorlist_core::model::{Cache, Country, Directory, Families, FileEntry, HostIdx, Protocol};
 use prefix_trie::PrefixMap;
 
 use crate::query::ProtocolSet;
@@ -132,6 +132,9 @@ pub struct Index {
     url_open: Vec<Box<str>>,
     /// Per host URL: the URL, XML-escaped.
     url_xml: Vec<Box<str>>,
+    /// Per host URL: its protocol, densely packed for the scans of
+    /// rendering.
+    url_protocol: Vec<Protocol>,
     /// Directory → its `repodata` subdirectory, if the cache has one.
     repodata: Vec<Option<u32>>,
     /// Directory → position of `<dir>/repodata/repomd.xml` in the file
@@ -304,6 +307,8 @@ impl Index {
             url_xml.push(xml.into_boxed_str());
         }
 
+        let url_protocol = cache.host_urls.iter().map(|u| u.protocol).collect();
+
         let mut repodata = Vec::with_capacity(cache.directories.len());
         let mut repomd = Vec::with_capacity(cache.directories.len());
         for d in &cache.directories {
@@ -347,6 +352,7 @@ impl Index {
             slots,
             url_open,
             url_xml,
+            url_protocol,
             repodata,
             repomd,
             repo_listing,
@@ -443,6 +449,11 @@ impl Index {
     /// preference value.
     pub fn url_open(&self, u: u32) -> &str {
         &self.url_open[u as usize]
+    }
+
+    /// The protocol of host URL `u`.
+    pub fn url_protocol(&self, u: u32) -> Protocol {
+        self.url_protocol[u as usize]
     }
 
     /// Host URL `u`, XML-escaped.

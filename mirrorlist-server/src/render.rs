@@ -164,14 +164,13 @@ fn preferred<'a>(
     slot: u32,
     allowed: ProtocolSet,
 ) -> Option<&'a str> {
-    let cache = index.cache();
     // `Index` ordered each host's URLs by protocol preference.
-    target.dir.by_host[slot as usize]
+    let u = target.dir.by_host[slot as usize]
         .1
         .iter()
-        .map(|&u| &cache.host_urls[u as usize])
-        .find(|u| allowed.contains(u.protocol))
-        .map(|u| u.url.as_str())
+        .copied()
+        .find(|&u| allowed.contains(index.url_protocol(u)))?;
+    Some(&index.cache().host_urls[u as usize].url)
 }
 
 /// Appends `n` (at most 100 here) without the formatting machinery, which
@@ -338,7 +337,7 @@ pub fn metalink(
     for pick in &sel.picks {
         let private = cache.hosts[pick.host as usize].private;
         for &u in &target.dir.by_host[pick.slot as usize].1 {
-            if !sel.protocols.contains(cache.host_urls[u as usize].protocol) {
+            if !sel.protocols.contains(index.url_protocol(u)) {
                 continue;
             }
             out.push_str(index.url_open(u));

@@ -38,11 +38,13 @@
 //!
 //! # Order within a tier
 //!
-//! A bandwidth-weighted random shuffle in O(n log n): each host draws the key
-//! `-ln(u) / bandwidth` (Efraimidis–Spirakis; the key is exponentially
-//! distributed with rate `bandwidth`), and hosts are sorted by key. The
-//! probability that a host comes first is its share of the tier's
-//! bandwidth, and the same holds for the rest after removing it.
+//! A bandwidth-weighted random shuffle in O(n log n): each host draws an
+//! exponentially distributed key with rate `bandwidth` (an Exp(1) variate
+//! divided by the bandwidth; the same as Efraimidis–Spirakis'
+//! `-ln(u) / bandwidth`, drawn with a ziggurat to skip the logarithm), and
+//! hosts are sorted by key. The probability that a host comes first is its
+//! share of the tier's bandwidth, and the same holds for the rest after
+//! removing it.
 //!
 //! # Protocols
 //!
@@ -56,6 +58,7 @@ use std::net::IpAddr;
 use mirrorlist_core::model::{Country, Directory, HostIdx};
 use rand::rngs::SmallRng;
 use rand::Rng;
+use rand_distr::Exp1;
 
 use crate::asn::AsnTable;
 use crate::geo::{geo_address, GeoLookup};
@@ -254,9 +257,11 @@ impl Ctx<'_> {
             if self.admit(slot, public, &out.seen) {
                 let h = self.dir.by_host[slot as usize].0;
                 out.seen[h as usize / 64] |= 1 << (h % 64);
-                // u in (0, 1], so -ln(u) is finite and >= 0.
-                let u = 1.0 - rng.random::<f64>();
-                let key = -u.ln() * self.index.inv_bandwidth(h);
+                // An Exp(1) variate (ziggurat: no logarithm in the common
+                // case) scaled by 1/bandwidth is Exp(bandwidth): finite
+                // and >= 0.
+                let e: f64 = rng.sample(Exp1);
+                let key = e * self.index.inv_bandwidth(h);
                 out.tier_keys.push(pack(key, out.tier.len()));
                 out.tier.push(Pick { host: h, slot });
             }
