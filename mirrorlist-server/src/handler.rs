@@ -238,6 +238,7 @@ fn resolve_path<'a>(
             dir: d,
             target: Target {
                 dir: index.directory(d),
+                slots: index.slots(d),
                 extra: "",
                 file: None,
             },
@@ -267,6 +268,7 @@ fn resolve_path<'a>(
         dir: d,
         target: Target {
             dir: index.directory(d),
+            slots: index.slots(d),
             extra: "",
             file: Some(name),
         },
@@ -302,6 +304,7 @@ fn resolve_repo<'a>(
             dir: d,
             target: Target {
                 dir: index.directory(d),
+                slots: index.slots(d),
                 extra: "",
                 file: None,
             },
@@ -327,6 +330,7 @@ fn resolve_repo<'a>(
         dir,
         target: Target {
             dir: index.directory(dir),
+            slots: index.slots(dir),
             extra,
             file: Some("repomd.xml"),
         },

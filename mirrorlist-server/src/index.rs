@@ -102,6 +102,9 @@ pub const NO_IPV6: u8 = 8;
 pub struct DirSlots {
     /// Protocols offered by each `by_host` entry (a [`ProtocolSet`] mask).
     pub protocols: Vec<ProtocolSet>,
+    /// The plain list's URL of each `by_host` entry: the first of https,
+    /// http, ftp; `u32::MAX` for a host with rsync only (never listed).
+    pub plain: Vec<u32>,
     /// `global` as slots.
     pub global: Vec<u32>,
     /// `by_country` as slots, in the same order as `by_country`.
@@ -489,6 +492,17 @@ fn dir_slots(cache: &Cache, d: &Directory) -> DirSlots {
                 urls.iter().fold(ProtocolSet::EMPTY, |set, &u| {
                     set.with(cache.host_urls[u as usize].protocol)
                 })
+            })
+            .collect(),
+        plain: d
+            .by_host
+            .iter()
+            .map(|(_, urls)| {
+                // URLs are already in protocol preference order.
+                urls.iter()
+                    .copied()
+                    .find(|&u| ProtocolSet::PLAIN.contains(cache.host_urls[u as usize].protocol))
+                    .unwrap_or(u32::MAX)
             })
             .collect(),
         global: d.global.iter().filter_map(slot).collect(),

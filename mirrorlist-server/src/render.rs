@@ -34,7 +34,7 @@ use std::fmt::Write as _;
 
 use mirrorlist_core::model::{Directory, FileDetails, FileEntry, Protocol};
 
-use crate::index::Index;
+use crate::index::{DirSlots, Index};
 use crate::query::ProtocolSet;
 use crate::select::{Note, Selection};
 
@@ -62,6 +62,8 @@ pub enum Head<'a> {
 pub struct Target<'a> {
     /// The directory whose subpath is appended.
     pub dir: &'a Directory,
+    /// Its slot tables.
+    pub slots: &'a DirSlots,
     /// Appended after the subpath, e.g. `/repodata` when the cache lacks the
     /// repodata directory itself; usually empty.
     pub extra: &'a str,
@@ -213,8 +215,20 @@ pub fn mirrorlist(
     let mut end = String::with_capacity(target.dir.subpath.len() + 32);
     tail(&mut end, target);
     end.push('\n');
+    let host_urls = &index.cache().host_urls;
     for pick in &sel.picks {
-        if let Some(base) = preferred(index, target, pick.slot, allowed) {
+        // Without `protocol=`, the URL was chosen when the cache was loaded.
+        let base = if allowed == ProtocolSet::PLAIN {
+            target
+                .slots
+                .plain
+                .get(pick.slot as usize)
+                .and_then(|&u| host_urls.get(u as usize))
+                .map(|u| u.url.as_str())
+        } else {
+            preferred(index, target, pick.slot, allowed)
+        };
+        if let Some(base) = base {
             out.push_str(base);
             out.push_str(&end);
         }
