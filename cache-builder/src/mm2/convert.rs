@@ -18,14 +18,17 @@
 //!   must not keep a whole network on yesterday's data, so the reference is
 //!   dropped and counted. `import-mm2 --strict` turns them into errors.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use ipnet::IpNet;
+// Millions of integer-keyed lookups on a real-size file: SipHash's DoS
+// resistance buys nothing on a file we trust and cost half the import time.
 use mirrorlist_core::model::{
     Cache, Country, Directory, DirectoryFiles, Families, FileDetails, FileEntry, Host, HostIdx,
     HostUrl, Protocol, Repo, RepoRedirect, UrlIdx,
 };
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::netblock;
 use super::proto::{self, MirrorList};
@@ -167,7 +170,8 @@ pub fn convert(
     count_unknown_schemes(&msg.hc_url_cache, &mut stats);
     let (host_urls, url_index) = host_urls(&msg, &hosts, &mut errors, &mut warnings);
 
-    let mut dir_index: HashMap<String, u32> = HashMap::with_capacity(msg.mirror_list_cache.len());
+    let mut dir_index: HashMap<String, u32> =
+        HashMap::with_capacity_and_hasher(msg.mirror_list_cache.len(), Default::default());
     let mut directories = Vec::with_capacity(msg.mirror_list_cache.len());
     for (i, d) in msg.mirror_list_cache.into_iter().enumerate() {
         let Some(dir) = directory(
@@ -265,7 +269,7 @@ fn host_id(id: i64, place: impl FnOnce() -> String, errors: &mut Reported) -> Op
 /// Hosts named only by `HostNetblockCache`, `HostAsnCache`, `LocationCache`
 /// or `HostMaxConnectionCache` are not: they carry nothing we could serve.
 fn collect_hosts(msg: &MirrorList, errors: &mut Reported) -> Hosts {
-    let mut seen: HashSet<i64> = HashSet::new();
+    let mut seen: HashSet<i64> = HashSet::default();
     let mut add = |id: i64, place: &dyn Fn() -> String, errors: &mut Reported| {
         // The range check runs once per distinct id, not once per mention.
         if !seen.contains(&id) && host_id(id, place, errors).is_some() {
@@ -393,7 +397,8 @@ fn host_urls(
     errors: &mut Reported,
     warnings: &mut Reported,
 ) -> (Vec<HostUrl>, HashMap<i64, UrlIdx>) {
-    let mut urls: HashMap<i64, &str> = HashMap::with_capacity(msg.hc_url_cache.len());
+    let mut urls: HashMap<i64, &str> =
+        HashMap::with_capacity_and_hasher(msg.hc_url_cache.len(), Default::default());
     for (i, e) in msg.hc_url_cache.iter().enumerate() {
         match (e.key, e.value.as_deref()) {
             (Some(k), Some(v)) => {
@@ -402,8 +407,9 @@ fn host_urls(
             _ => errors.push(|| missing("HCUrlCache", i, e.key.is_none())),
         }
     }
-    let mut owner: HashMap<i64, HostIdx> = HashMap::with_capacity(urls.len());
-    let mut reported: HashSet<i64> = HashSet::new();
+    let mut owner: HashMap<i64, HostIdx> =
+        HashMap::with_capacity_and_hasher(urls.len(), Default::default());
+    let mut reported: HashSet<i64> = HashSet::default();
     for d in &msg.mirror_list_cache {
         for e in &d.by_host_id {
             let Some(h) = e.key.and_then(|k| hosts.get(k)) else {
@@ -441,7 +447,7 @@ fn host_urls(
     }
     listed.sort_unstable_by_key(|&(h, u, _)| (h, u));
     let mut out = Vec::with_capacity(listed.len());
-    let mut index = HashMap::with_capacity(listed.len());
+    let mut index = HashMap::with_capacity_and_hasher(listed.len(), Default::default());
     for (h, u, url) in listed {
         let Some(protocol) = Protocol::of_url(url) else {
             continue;
@@ -773,7 +779,8 @@ fn file_details(
     entries: Vec<proto::FileDetailsCacheDirectoryType>,
     errors: &mut Reported,
 ) -> Vec<DirectoryFiles> {
-    let mut seen: HashSet<String> = HashSet::with_capacity(entries.len());
+    let mut seen: HashSet<String> =
+        HashSet::with_capacity_and_hasher(entries.len(), Default::default());
     let mut out = Vec::with_capacity(entries.len());
     for (i, d) in entries.into_iter().enumerate() {
         let Some(directory) = d.directory else {

@@ -7,6 +7,7 @@ mod alternates;
 mod atomic;
 mod cli;
 mod errors;
+mod mm2;
 mod model;
 mod readme;
 mod sample;
