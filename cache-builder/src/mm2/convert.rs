@@ -13,10 +13,10 @@
 //!   entry is wrong.
 //! - **Warnings** are references that lead nowhere (a directory naming a
 //!   host-category URL absent from `HCUrlCache`, a netblock naming an
-//!   unknown host). MM2's own servers skip such references at request time
-//!   (the Python one by catching the `KeyError`), and one stale reference
-//!   must not keep a whole network on yesterday's data, so the reference is
-//!   dropped and counted. `import-mm2 --strict` turns them into errors.
+//!   unknown host). Such a reference can only make one host miss from one
+//!   answer, while refusing the file would keep the whole network on
+//!   yesterday's data, so the reference is dropped and counted.
+//!   `import-mm2 --strict` turns them into errors.
 
 use std::collections::BTreeMap;
 use std::path::Path;
