@@ -546,10 +546,13 @@ fn directory(
             .iter()
             .filter_map(|&id| keep(id, "ByCountry", hosts, warnings))
             .collect();
-        for &h in &list {
-            hosts.drafts[h as usize]
-                .listed_country
-                .get_or_insert(country);
+        // A key that is not a country code says nothing about the host.
+        if country != UNKNOWN_COUNTRY {
+            for &h in &list {
+                hosts.drafts[h as usize]
+                    .listed_country
+                    .get_or_insert(country);
+            }
         }
         if !list.is_empty() {
             by_country.push((country, list));
@@ -876,7 +879,7 @@ fn finish_hosts(hosts: Hosts, host_urls: &[HostUrl], stats: &mut ConvertStats) -
         .map(|((d, id), name)| {
             let country = match (d.country, d.listed_country) {
                 (Some(c), _) => c,
-                (None, Some(c)) if c != UNKNOWN_COUNTRY => {
+                (None, Some(c)) => {
                     stats.country_from_directories += 1;
                     c
                 }
