@@ -9,6 +9,7 @@
 //!   checksum, payload); atomic writing and strict decoding.
 //! - [`protocol`]: the frames the HTTP front end and the server exchange over
 //!   a Unix socket (length-prefixed, versioned, pipelined).
+//! - [`time`]: calendar dates from Unix time.
 //! - `codec`: the payload encoding, named in that one module only.
 //!
 //! Nothing here does network I/O or needs an async runtime: the server, the
@@ -20,5 +21,6 @@ pub mod cachefile;
 mod codec;
 pub mod model;
 pub mod protocol;
+pub mod time;
 
 pub use codec::DecodeError;

@@ -92,30 +92,12 @@ impl AccessLog {
     }
 }
 
-/// `YYYY-MM-DD` of a day number since 1970-01-01 (proleptic Gregorian), after
-/// Howard Hinnant's days-to-civil algorithm.
+/// `YYYY-MM-DD` of a day number since 1970-01-01.
 fn civil_date(days: u64) -> [u8; 10] {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let mut out = *b"0000-00-00";
-    let y = y.clamp(0, 9999) as u32;
-    for (i, digit) in [y / 1000, y / 100 % 10, y / 10 % 10, y % 10]
-        .into_iter()
-        .enumerate()
-    {
-        out[i] = b'0' + digit as u8;
-    }
-    out[5] = b'0' + (m / 10) as u8;
-    out[6] = b'0' + (m % 10) as u8;
-    out[8] = b'0' + (d / 10) as u8;
-    out[9] = b'0' + (d % 10) as u8;
+    let (y, m, d) = mirrorlist_core::time::civil_from_days(days as i64);
+    let mut out = [0u8; 10];
+    let text = format!("{:04}-{m:02}-{d:02}", y.clamp(0, 9999));
+    out.copy_from_slice(text.as_bytes());
     out
 }
 
