@@ -250,6 +250,7 @@ fn dnf_countme_reaches_the_access_log() {
     // past, so this run is in a new window; a budget of 1 is spent by this
     // request, which then carries the flag; epoch 1 (first counted at the
     // dawn of time) puts the system in the oldest age bucket, 4.
+    dnf.write_repo(true);
     let cookie = dnf.countme_cookie();
     std::fs::create_dir_all(cookie.parent().expect("cookie dir")).expect("cookie dir");
     std::fs::write(&cookie, "0 1 0 1").expect("countme cookie");

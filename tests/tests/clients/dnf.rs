@@ -25,6 +25,8 @@ pub struct Dnf {
     pub root: PathBuf,
     /// The metalink or mirrorlist URL of the repository.
     pub url: String,
+    /// `metalink` or `mirrorlist`.
+    kind: String,
 }
 
 /// What one dnf run did.
@@ -47,7 +49,7 @@ pub struct DnfRun {
 impl Dnf {
     /// Prepares a case whose repository is reached through `kind`
     /// (`metalink` or `mirrorlist`) at `target` on the front end, with
-    /// `countme=1` in the repository's configuration.
+    /// `countme=0`.
     pub fn new(world: &World, case: &str, kind: &str, target: &str) -> Dnf {
         let dir = world.case_dir("dnf", case);
         let root = dir.join("root");
@@ -60,21 +62,33 @@ impl Dnf {
              install_weak_deps=False\ntimeout=10\nretries=1\nkeepcache=0\n",
         )
         .expect("dnf.conf");
-        let url = world.url(target);
-        std::fs::write(
-            dir.join("repos/test.repo"),
-            format!(
-                "[{REPO_ID}]\nname=mirrorlist test ({case})\n{kind}={url}\nenabled=1\n\
-                 gpgcheck=0\ncountme=1\n"
-            ),
-        )
-        .expect("test.repo");
-        Dnf {
+        let dnf = Dnf {
             case: case.to_owned(),
             dir,
             root,
-            url,
-        }
+            url: world.url(target),
+            kind: kind.to_owned(),
+        };
+        dnf.write_repo(false);
+        dnf
+    }
+
+    /// (Re)writes the `.repo` file; `countme` as given. Without it, a
+    /// fresh countme cookie would add `countme=N` to a random one of the
+    /// first four requests, which the other cases do not want.
+    pub fn write_repo(&self, countme: bool) {
+        std::fs::write(
+            self.dir.join("repos/test.repo"),
+            format!(
+                "[{REPO_ID}]\nname=mirrorlist test ({})\n{}={}\nenabled=1\n\
+                 gpgcheck=0\ncountme={}\n",
+                self.case,
+                self.kind,
+                self.url,
+                u8::from(countme)
+            ),
+        )
+        .expect("test.repo");
     }
 
     /// Runs `dnf -y <common options> ARGS`.
