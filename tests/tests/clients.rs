@@ -200,39 +200,37 @@ fn dnf_rejects_a_stale_mirror_without_alternate_and_takes_the_next() {
 #[test]
 fn dnf_fails_on_an_unknown_repository_with_the_servers_error() {
     require_root();
-    let case = "unknown repository";
     let world = World::start(Needs::Rpm);
-    let target = "/metalink?repo=no-such-repo&arch=x86_64";
-    // What our server answers…
-    let answer = world.get(target);
-    assert_eq!(answer.status, 404, "{}", answer.text());
-    assert!(
-        answer.text().contains("error: invalid repo or arch"),
-        "{}",
-        answer.text()
-    );
-    // …is what dnf reports.
-    let dnf = Dnf::new(&world, "unknown-repo", "metalink", target);
-    let run = dnf.run(&["makecache"]);
-    let expected = format!("Status code: 404 for {}", dnf.url);
-    assert!(
-        !run.ok && run.stderr.contains(&expected),
-        "dnf, case {case:?}: expected failure with {expected:?}\n{}",
-        run.context(&world)
-    );
-    assert!(
-        run.stderr.contains(&format!(
+    for kind in ["metalink", "mirrorlist"] {
+        let case = format!("unknown repository through {kind}=");
+        let target = format!("/{kind}?repo=no-such-repo&arch=x86_64");
+        // What our server answers…
+        let answer = world.get(&target);
+        assert!(
+            answer.status == 404 && answer.text().contains("error: invalid repo or arch"),
+            "{case}: the server answered {}: {}",
+            answer.status,
+            answer.text()
+        );
+        // …is what dnf reports (it does not show the body).
+        let dnf = Dnf::new(&world, &case, kind, &target);
+        let run = dnf.run(&["makecache"]);
+        let expected = format!("Status code: 404 for {}", dnf.url);
+        let failed = format!(
             "Failed to download metadata for repo '{}'",
             clients::dnf::REPO_ID
-        )),
-        "dnf, case {case:?}\n{}",
-        run.context(&world)
-    );
-    assert!(
-        world.mirrors.iter().all(|m| m.hits().is_empty()),
-        "dnf, case {case:?}: a mirror was contacted\n{}",
-        run.context(&world)
-    );
+        );
+        assert!(
+            !run.ok && run.stderr.contains(&expected) && run.stderr.contains(&failed),
+            "dnf, case {case:?}: expected a failure with {expected:?}\n{}",
+            run.context(&world)
+        );
+        assert!(
+            world.mirrors.iter().all(|m| m.hits().is_empty()),
+            "dnf, case {case:?}: a mirror was contacted\n{}",
+            run.context(&world)
+        );
+    }
 }
 
 #[test]
