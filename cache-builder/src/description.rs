@@ -7,7 +7,7 @@
 //! ignored setting. Values that later checks may refuse are kept
 //! [`Spanned`], so those errors can name the line too.
 //!
-//! The schema (see `README-section.md` for a full example):
+//! The schema (see the README for a full example):
 //!
 //! ```toml
 //! master_tree = "tree"                 # relative to this file's directory

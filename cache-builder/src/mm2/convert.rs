@@ -3,7 +3,7 @@
 //! Pure: no I/O, so every mapping decision is tested on hand-built messages.
 //! The mapping is direct (our model was shaped after MM2's cache); where MM2
 //! leaves something open, the decision and its reason are next to the code
-//! and listed in `cache-builder/README-mm2.md`.
+//! and listed in the README's "Migrating from MirrorManager2" section.
 //!
 //! Two kinds of problems are told apart:
 //!

@@ -1,11 +1,10 @@
-//! The example in `README-section.md` is a valid description.
+//! The example description in the README is a valid description.
 
 use super::*;
 
 #[test]
 fn readme_example_builds() {
-    let readme =
-        std::fs::read_to_string(repo_root().join("cache-builder/README-section.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
     let example = &readme[start..start + readme[start..].find("```").unwrap()];
     let f = Fixture::new(example);
