@@ -1,0 +1,181 @@
+//! The server alone: a load generator speaking the frame protocol over the
+//! Unix socket, the way the front end does (a few persistent connections,
+//! many requests pipelined on each, one write per batch, large reads).
+//!
+//! Each connection keeps `depth` requests in flight: it writes a batch,
+//! reads until every reply of the batch is in, and repeats. Prints
+//! `frames requests=N seconds=S rps=R avg_body=B non2xx=E errors=E`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mirrorlist_core::protocol::{self, Endpoint, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// Turns `/mirrorlist?a=b&c=d` into a request from 127.0.0.1 (the `ip=`
+/// parameter carries the client address, as through the front end).
+fn request(path: &str) -> anyhow::Result<Request> {
+    let (p, q) = path.split_once('?').unwrap_or((path, ""));
+    let endpoint = match p {
+        "/mirrorlist" => Endpoint::Mirrorlist,
+        "/metalink" => Endpoint::Metalink,
+        _ => anyhow::bail!("unknown endpoint in {path}"),
+    };
+    let query = q
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    Ok(Request {
+        endpoint,
+        client_ip: Some("127.0.0.1".parse().expect("address")),
+        query,
+    })
+}
+
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    body_bytes: u64,
+    non2xx: u64,
+    errors: u64,
+}
+
+async fn connection(
+    socket: &Path,
+    frames: &[Vec<u8>],
+    offset: usize,
+    depth: usize,
+    until: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut stream = match UnixStream::connect(socket).await {
+        Ok(s) => s,
+        Err(_) => {
+            tally.errors += 1;
+            return tally;
+        }
+    };
+    let mut next = offset;
+    let mut wbuf = Vec::with_capacity(64 * 1024);
+    let mut rbuf: Vec<u8> = Vec::with_capacity(1 << 20);
+    while Instant::now() < until {
+        wbuf.clear();
+        for _ in 0..depth {
+            wbuf.extend_from_slice(&frames[next % frames.len()]);
+            next += 1;
+        }
+        if stream.write_all(&wbuf).await.is_err() {
+            tally.errors += 1;
+            return tally;
+        }
+        let mut answered = 0;
+        while answered < depth {
+            let mut consumed = 0;
+            loop {
+                match protocol::parse_frame(&rbuf[consumed..]) {
+                    Ok(Some(frame)) => {
+                        consumed += frame.consumed;
+                        answered += 1;
+                        match protocol::decode_reply(&frame) {
+                            Ok(reply) => {
+                                tally.requests += 1;
+                                tally.body_bytes += reply.body.len() as u64;
+                                if !(200..300).contains(&reply.status) {
+                                    tally.non2xx += 1;
+                                }
+                            }
+                            Err(_) => tally.errors += 1,
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        tally.errors += 1;
+                        return tally;
+                    }
+                }
+            }
+            rbuf.drain(..consumed);
+            if answered >= depth {
+                break;
+            }
+            if rbuf.capacity() - rbuf.len() < 256 * 1024 {
+                rbuf.reserve(1 << 20);
+            }
+            match stream.read_buf(&mut rbuf).await {
+                Ok(0) | Err(_) => {
+                    tally.errors += 1;
+                    return tally;
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    tally
+}
+
+/// Runs the load and prints one result line.
+pub async fn run(
+    socket: &Path,
+    paths: &Path,
+    connections: usize,
+    depth: usize,
+    duration: f64,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(paths).with_context(|| format!("reading {}", paths.display()))?;
+    let mut frames = Vec::new();
+    for (i, line) in text.lines().filter(|l| !l.is_empty()).enumerate() {
+        let mut f = Vec::new();
+        protocol::encode_request(i as u32, &request(line)?, &mut f);
+        frames.push(f);
+    }
+    anyhow::ensure!(!frames.is_empty(), "no paths in {}", paths.display());
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(duration);
+    let local = tokio::task::LocalSet::new();
+    let frames = std::rc::Rc::new(frames);
+    let socket = socket.to_path_buf();
+    let tallies = local
+        .run_until(async {
+            let handles: Vec<_> = (0..connections.max(1))
+                .map(|c| {
+                    let frames = frames.clone();
+                    let socket = socket.clone();
+                    let offset = c * frames.len() / connections.max(1);
+                    tokio::task::spawn_local(async move {
+                        connection(&socket, &frames, offset, depth.max(1), until).await
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                all.push(h.await);
+            }
+            all
+        })
+        .await;
+    let secs = start.elapsed().as_secs_f64();
+    let mut t = Tally::default();
+    for r in tallies {
+        let r = r.context("connection task")?;
+        t.requests += r.requests;
+        t.body_bytes += r.body_bytes;
+        t.non2xx += r.non2xx;
+        t.errors += r.errors;
+    }
+    println!(
+        "frames requests={} seconds={secs:.2} rps={:.0} avg_body={} non2xx={} errors={}",
+        t.requests,
+        t.requests as f64 / secs,
+        t.body_bytes.checked_div(t.requests).unwrap_or(0),
+        t.non2xx,
+        t.errors
+    );
+    Ok(())
+}
