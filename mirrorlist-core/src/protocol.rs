@@ -78,8 +78,57 @@ pub struct Reply {
     pub content_type: String,
     /// Extra headers, e.g. `Location` for a redirect.
     pub headers: Vec<(String, String)>,
-    /// The finished body.
+    /// The finished body. Encoded as one byte string (a length, then the
+    /// bytes copied whole) rather than serde's default for `Vec<u8>`, a
+    /// sequence encoded byte by byte; in bincode both are the same bytes on
+    /// the wire, so this changes speed, not the protocol.
+    #[serde(with = "byte_string")]
     pub body: Vec<u8>,
+}
+
+/// Serde adapter for `Vec<u8>` as a byte string (what `serde_bytes` does):
+/// `serialize_bytes` and `deserialize_byte_buf` let the encoder copy the
+/// body in one piece. Measured: encoding a 63 KB metalink reply byte by byte
+/// took more than half of the server's CPU.
+mod byte_string {
+    use std::fmt;
+
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(ByteBuf)
+    }
+
+    struct ByteBuf;
+
+    impl<'de> Visitor<'de> for ByteBuf {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
 }
 
 impl Reply {
@@ -281,6 +330,38 @@ mod tests {
         buf.extend_from_slice(&[0xff, 0xff, 0xff]);
         let f = parse_frame(&buf).unwrap().unwrap();
         assert!(matches!(decode_request(&f), Err(FrameError::Payload(_))));
+    }
+
+    #[test]
+    fn body_bytes_are_the_same_on_the_wire_as_a_byte_sequence() {
+        // What the body encoding was before `byte_string`: serde's default
+        // for Vec<u8>. Frames of either must be the same bytes.
+        #[derive(Serialize)]
+        struct OldReply {
+            status: u16,
+            content_type: String,
+            headers: Vec<(String, String)>,
+            body: Vec<u8>,
+        }
+        let body: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let old = OldReply {
+            status: 200,
+            content_type: "text/plain".into(),
+            headers: vec![],
+            body: body.clone(),
+        };
+        let new = Reply {
+            status: 200,
+            content_type: "text/plain".into(),
+            headers: vec![],
+            body,
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode_frame(3, &old, &mut a);
+        encode_reply(3, &new, &mut b);
+        assert_eq!(a, b);
+        let f = parse_frame(&a).unwrap().unwrap();
+        assert_eq!(decode_reply(&f).unwrap(), new);
     }
 
     #[test]
