@@ -364,7 +364,9 @@ fn answer(state: &State, r: &Resolved<'_>, q: &Query<'_>, sel: &Selection) -> Re
         body.push('\n');
         return Reply::text(404, body);
     }
-    render::mirrorlist(&mut body, index, &r.head, &r.target, sel, q.time);
+    render::mirrorlist(
+        &mut body, index, &r.head, &r.target, sel, q.time, q.priority,
+    );
     Reply::text(200, body)
 }
 
@@ -478,6 +480,19 @@ mod tests {
                 arch: "x86_64".into(),
                 countme: None,
             })
+        );
+    }
+
+    #[test]
+    fn golden_plain_list_with_apt_priorities() {
+        let s = state(&world());
+        let q = [("repo", "fedora-42"), ("arch", "x86_64"), ("priority", "1")];
+        let (reply, _) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+        assert_eq!(
+            body(&reply),
+            "# repo = fedora-42 arch = x86_64 country = DE country = AT country = global \n\
+             https://de.example/pub/os/\tpriority:1\n\
+             http://at.example/pub/os/\tpriority:2\n"
         );
     }
 

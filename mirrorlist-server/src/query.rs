@@ -18,6 +18,7 @@
 //! | `protocol` | comma list of protocols to keep |
 //! | `redirect` | present and not `0`: answer `/mirrorlist` with a 302 |
 //! | `time` | present and not `0`: add the cache build time to the header |
+//! | `priority` | present and not `0`: tag each plain-list line with apt's `priority:N` |
 //! | `countme` | 1..=4, recorded for statistics |
 //!
 //! A parameter given twice takes its last value. Unknown parameters are
@@ -126,6 +127,9 @@ pub struct Query<'a> {
     pub redirect: bool,
     /// `time=`.
     pub time: bool,
+    /// `priority=`: apt's mirror method tries untagged mirrors in random
+    /// order; tagged ones lowest number first, so the order we chose holds.
+    pub priority: bool,
     /// `countme=` when 1..=4.
     pub countme: Option<u8>,
 }
@@ -154,6 +158,7 @@ impl<'a> Query<'a> {
             protocols: None,
             redirect: false,
             time: false,
+            priority: false,
             countme: None,
         };
         for (name, value) in pairs {
@@ -175,6 +180,7 @@ impl<'a> Query<'a> {
                 "protocol" => q.protocols = parse_protocols(value),
                 "redirect" => q.redirect = flag(value),
                 "time" => q.time = flag(value),
+                "priority" => q.priority = flag(value),
                 "countme" => q.countme = value.parse().ok().filter(|n| (1..=4).contains(n)),
                 _ => {}
             }

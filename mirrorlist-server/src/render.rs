@@ -200,6 +200,7 @@ pub fn mirrorlist(
     target: &Target<'_>,
     sel: &Selection,
     time: bool,
+    priority: bool,
 ) {
     head(out, h);
     notes(out, sel);
@@ -214,8 +215,11 @@ pub fn mirrorlist(
     let allowed = sel.protocols.intersect(ProtocolSet::PLAIN);
     let mut end = String::with_capacity(target.dir.subpath.len() + 32);
     tail(&mut end, target);
-    end.push('\n');
+    if !priority {
+        end.push('\n');
+    }
     let host_urls = &index.cache().host_urls;
+    let mut rank = 0u32;
     for pick in &sel.picks {
         // Without `protocol=`, the URL was chosen when the cache was loaded.
         let base = if allowed == ProtocolSet::PLAIN {
@@ -231,6 +235,11 @@ pub fn mirrorlist(
         if let Some(base) = base {
             out.push_str(base);
             out.push_str(&end);
+            if priority {
+                // apt's mirror method: metadata after a tab; lowest first.
+                rank += 1;
+                let _ = writeln!(out, "\tpriority:{rank}");
+            }
         }
     }
 }

@@ -367,3 +367,34 @@ fn apt_mirror_method_updates_and_downloads_through_the_mirrorlist() {
     let want = std::fs::read(world.path().join("master/pub/debian").join(deb)).expect("master deb");
     assert!(got == want, "apt, case {case:?}: downloaded .deb differs");
 }
+
+#[test]
+fn apt_follows_our_order_with_priority_metadata() {
+    let case = "mirror+http with priority=1";
+    let world = World::start(Needs::Deb);
+    // 192.0.2.1 lists fresh-a, fresh-b, stale; `priority=1` tags the lines
+    // with apt's `priority:N`, so apt must not pick at random.
+    let target = "/mirrorlist?repo=debian-test&arch=amd64&ip=192.0.2.1&priority=1";
+    let list = world.get(target);
+    assert!(
+        list.text().contains("\tpriority:1\n"),
+        "apt, case {case:?}: list without priorities: {}",
+        list.text()
+    );
+    let apt = Apt::new(&world, "mirror-priority", target);
+    apt.run(&["update"]).expect_ok(&world, case);
+    let run = apt.run(&["download", "hello-mirror"]);
+    run.expect_ok(&world, case);
+    for m in &world.mirrors {
+        let served = m.answered("/pub/debian/dists/stable/Release", 200)
+            || m.answered("/pub/debian/pool/main/hello-mirror_1.0_all.deb", 200);
+        assert_eq!(
+            served,
+            m.name == "fresh-a",
+            "apt, case {case:?}: {} served {}; only the first listed mirror should\n{}",
+            m.name,
+            if served { "files" } else { "nothing" },
+            run.context(&world)
+        );
+    }
+}
