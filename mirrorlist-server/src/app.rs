@@ -39,6 +39,21 @@ fn describe(info: &LoadInfo) -> String {
     )
 }
 
+/// Raises the open-file limit to its hard maximum: every front-end
+/// connection is a descriptor, and a burst of thousands must not meet
+/// EMFILE because of a conservative default soft limit.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!("cannot raise the open-file limit ({soft}): {e}"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    }
+}
+
 /// Runs the server as the flags say. Returns when it has stopped.
 pub fn start(args: Args) -> anyhow::Result<()> {
     let config = args.config();
@@ -57,6 +72,7 @@ pub fn start(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(socket::resolve_group)
         .transpose()?;
+    raise_fd_limit();
     let controls = server::spawn_signal_thread().context("installing signal handlers")?;
     let (listener, socket_file) = socket::bind(socket_path, args.backlog, args.socket_mode, group)?;
     let _pidfile = args.pidfile.as_deref().map(Pidfile::write).transpose()?;
