@@ -74,6 +74,11 @@ impl Failure {
 /// until SIGTERM or SIGINT. Must be called inside a tokio runtime.
 pub async fn serve(config: Config) -> Result<(), Failure> {
     use anyhow::Context as _;
+    match mirrorlist_core::limits::raise_fd_limit() {
+        Ok(Some((from, to))) => tracing::debug!(from, to, "raised the open-file limit"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let mut listeners = Vec::with_capacity(config.listen.len());
     for addr in &config.listen {
         let listener = bind(*addr, config.backlog)

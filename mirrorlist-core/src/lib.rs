@@ -10,6 +10,7 @@
 //! - [`protocol`]: the frames the HTTP front end and the server exchange over
 //!   a Unix socket (length-prefixed, versioned, pipelined).
 //! - [`time`]: calendar dates from Unix time.
+//! - [`limits`]: the open-file limit both servers raise at start.
 //! - `codec`: the payload encoding, named in that one module only.
 //!
 //! Nothing here does network I/O or needs an async runtime: the server, the
@@ -19,6 +20,7 @@
 
 pub mod cachefile;
 mod codec;
+pub mod limits;
 pub mod model;
 pub mod protocol;
 pub mod time;

@@ -39,18 +39,11 @@ fn describe(info: &LoadInfo) -> String {
     )
 }
 
-/// Raises the open-file limit to its hard maximum: every front-end
-/// connection is a descriptor, and a burst of thousands must not meet
-/// EMFILE because of a conservative default soft limit.
 fn raise_fd_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
-            Err(e) => tracing::warn!("cannot raise the open-file limit ({soft}): {e}"),
-        },
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    match mirrorlist_core::limits::raise_fd_limit() {
+        Ok(Some((from, to))) => tracing::debug!(from, to, "raised the open-file limit"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
 }
 
