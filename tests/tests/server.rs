@@ -373,3 +373,29 @@ fn check_loads_everything_and_exits() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "usage errors exit 64");
 }
+
+#[test]
+fn allow_uid_refuses_other_peers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cachefile::write_atomic(&dir.path().join("cache.bin"), &fixtures::cache(1)).expect("cache");
+    let me = nix::unistd::getuid().as_raw();
+    // Only a uid that is not ours may connect.
+    let mut cmd = command(dir.path());
+    cmd.arg("--allow-uid").arg((me + 4242).to_string());
+    let mut proc = Proc::spawn(cmd);
+    proc.wait_for("ready");
+    let mut c = FrameClient::connect(&dir.path().join("mirrorlist.sock")).unwrap();
+    assert!(c.call(&mirrorlist()).is_err(), "the connection is closed");
+    let line = proc.wait_for("refusing connection");
+    assert!(line.contains(&format!("uid={me}")), "{line}");
+
+    // Our own uid is let in.
+    let dir = tempfile::tempdir().expect("tempdir");
+    cachefile::write_atomic(&dir.path().join("cache.bin"), &fixtures::cache(1)).expect("cache");
+    let mut cmd = command(dir.path());
+    cmd.arg("--allow-uid").arg(me.to_string());
+    let mut proc = Proc::spawn(cmd);
+    proc.wait_for("ready");
+    let mut c = FrameClient::connect(&dir.path().join("mirrorlist.sock")).unwrap();
+    assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
+}
