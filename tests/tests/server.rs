@@ -109,6 +109,42 @@ fn persistent_pipelined_connections() {
 }
 
 #[test]
+fn a_deep_pipeline_is_answered_in_order_across_several_writes() {
+    // More replies than one write batch of the server holds (256 KiB), all
+    // requested in one write, read while the requests are still going out.
+    use std::io::{Read, Write};
+    let server = start();
+    let stream = std::os::unix::net::UnixStream::connect(server.socket()).expect("connect");
+    let mut writer = stream.try_clone().expect("clone");
+    let n = 1500u32;
+    let mut out = Vec::new();
+    for id in 0..n {
+        protocol::encode_request(id, &mirrorlist(), &mut out);
+    }
+    let sender = std::thread::spawn(move || writer.write_all(&out).expect("writing requests"));
+    let mut reader = stream;
+    let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 64 * 1024]);
+    let (mut next, mut bytes) = (0u32, 0usize);
+    while next < n {
+        let got = reader.read(&mut chunk).expect("reading replies");
+        assert!(got > 0, "connection closed after {next} replies");
+        buf.extend_from_slice(&chunk[..got]);
+        let mut at = 0;
+        while let Some(frame) = protocol::parse_frame(&buf[at..]).expect("frame") {
+            assert_eq!(frame.id, next, "replies come back in order");
+            let reply = protocol::decode_reply(&frame).expect("reply");
+            assert_eq!(reply.status, 200);
+            bytes += reply.body.len();
+            at += frame.consumed;
+            next += 1;
+        }
+        buf.drain(..at);
+    }
+    sender.join().expect("sender");
+    assert!(bytes > 256 * 1024, "only {bytes} bytes of replies");
+}
+
+#[test]
 fn sighup_under_load_swaps_without_a_failed_request() {
     let mut server = start();
     let failures = Arc::new(AtomicU64::new(0));
