@@ -69,7 +69,7 @@ pub async fn ask(config: &AskConfig) -> Result<Response<Body>, AskError> {
                 client_ip: None,
                 query: Vec::new(),
             };
-            http::health(Ok(exchange(config, &ping).await?), http::unix_now())
+            http::health(Ok(exchange(config, &ping).await?.into()), http::unix_now())
         }
         Ok(Route::Forward { endpoint, query }) => {
             let request = Request {
@@ -78,7 +78,7 @@ pub async fn ask(config: &AskConfig) -> Result<Response<Body>, AskError> {
                 query,
             };
             let reply = exchange(config, &request).await?;
-            http::from_reply(reply).map_err(|e| AskError::Protocol(e.to_string()))?
+            http::from_reply(reply.into()).map_err(|e| AskError::Protocol(e.to_string()))?
         }
     };
     Ok(if config.head {

@@ -1,5 +1,5 @@
 //! The HTTP side: routing, the local answers (400, 404, 405, 414, `/health`)
-//! and the translation of the server's [`Reply`] into a response.
+//! and the translation of the server's reply ([`Answer`](crate::upstream::Answer)) into a response.
 //!
 //! The pieces are plain functions of the request so that `ask` produces
 //! exactly what an HTTP client would get, without a TCP connection.
@@ -26,11 +26,11 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request as HttpRequest, Response, StatusCode, Uri};
-use mirrorlist_core::protocol::{Endpoint, Reply, Request};
+use mirrorlist_core::protocol::{Endpoint, Request};
 
 use crate::forwarded;
 use crate::query;
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{Answer, Upstream, UpstreamError};
 
 /// The response body type: one buffer, sent as it is.
 pub type Body = Full<Bytes>;
@@ -165,7 +165,7 @@ pub fn route(method: &Method, uri: &Uri) -> Result<Route, Refusal> {
 }
 
 /// The response for the server's answer, or for the reason there is none.
-pub fn from_upstream(answer: Result<Reply, UpstreamError>) -> Response<Body> {
+pub fn from_upstream(answer: Result<Answer, UpstreamError>) -> Response<Body> {
     match answer {
         Ok(reply) => from_reply(reply).unwrap_or_else(|e| {
             tracing::error!("the mirrorlist server sent a reply that is not valid HTTP: {e}");
@@ -195,7 +195,7 @@ pub enum InvalidReply {
 /// Status, `Content-Type`, the extra headers and the body exactly as the
 /// server gave them; `Content-Length` from the body. The body is moved into
 /// `Bytes` without a copy.
-pub fn from_reply(reply: Reply) -> Result<Response<Body>, InvalidReply> {
+pub fn from_reply(reply: Answer) -> Result<Response<Body>, InvalidReply> {
     let status = StatusCode::from_u16(reply.status)
         .ok()
         .filter(|s| !s.is_informational())
@@ -218,7 +218,7 @@ pub fn from_reply(reply: Reply) -> Result<Response<Body>, InvalidReply> {
         headers.append(name, value);
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
-    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+    let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok(response)
@@ -262,7 +262,7 @@ pub fn upstream_error(e: &UpstreamError) -> Response<Body> {
 
 /// `/health`: 200 with the cache's build time and age when the server
 /// answered the ping with a 2xx, 503 otherwise.
-pub fn health(answer: Result<Reply, UpstreamError>, now: u64) -> Response<Body> {
+pub fn health(answer: Result<Answer, UpstreamError>, now: u64) -> Response<Body> {
     let mut response = match answer {
         Ok(reply) if (200..300).contains(&reply.status) => {
             let body = match built_at(&reply.body) {
@@ -336,6 +336,7 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mirrorlist_core::protocol::Reply;
 
     fn uri(s: &str) -> Uri {
         s.parse().unwrap()
@@ -386,15 +387,15 @@ mod tests {
         );
     }
 
-    fn reply(status: u16, headers: &[(&str, &str)]) -> Reply {
-        Reply {
+    fn reply(status: u16, headers: &[(&str, &str)]) -> Answer {
+        Answer {
             status,
             content_type: "text/plain".into(),
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            body: b"body".to_vec(),
+            body: Bytes::from_static(b"body"),
         }
     }
 
@@ -445,7 +446,7 @@ mod tests {
 
     #[test]
     fn health_parses_built_at_leniently() {
-        let ping = |body: &str| Reply::text(200, body);
+        let ping = |body: &str| Answer::from(Reply::text(200, body));
         assert_eq!(built_at(b"ok built_at=1700000000\n"), Some(1_700_000_000));
         assert_eq!(built_at(b"built_at=5"), Some(5));
         assert_eq!(built_at(b"ok\nversion=1 built_at=7;x"), Some(7));
@@ -461,7 +462,7 @@ mod tests {
             "an answer without a build time is still an answer"
         );
         assert_eq!(
-            health(Ok(Reply::text(503, "no cache loaded\n")), 1).status(),
+            health(Ok(Reply::text(503, "no cache loaded\n").into()), 1).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(

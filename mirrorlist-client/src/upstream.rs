@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use mirrorlist_core::protocol::{self, Reply, Request};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
@@ -76,8 +77,35 @@ pub enum UpstreamError {
     Protocol(String),
 }
 
+/// The server's reply to one request. The body is a slice of the buffer the
+/// reply was read into, handed to hyper as is: no copy, and no fresh
+/// zero-filled allocation per body (for 40-80 KB metalinks the page faults
+/// of those were ~9% of the front end's CPU).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type` of the body.
+    pub content_type: String,
+    /// Extra headers, e.g. `Location`.
+    pub headers: Vec<(String, String)>,
+    /// The finished body.
+    pub body: Bytes,
+}
+
+impl From<Reply> for Answer {
+    fn from(r: Reply) -> Answer {
+        Answer {
+            status: r.status,
+            content_type: r.content_type,
+            headers: r.headers,
+            body: Bytes::from(r.body),
+        }
+    }
+}
+
 /// The reply channel of one request.
-type ReplyTx = oneshot::Sender<Result<Reply, UpstreamError>>;
+type ReplyTx = oneshot::Sender<Result<Answer, UpstreamError>>;
 
 /// A request on its way to a connection task.
 #[derive(Debug)]
@@ -181,7 +209,7 @@ impl Upstream {
     /// Forwards a request and waits for its reply, within the admission
     /// limits and the request timeout (which covers the queue too, so no
     /// client waits longer than that in total).
-    pub async fn call(&self, request: Request) -> Result<Reply, UpstreamError> {
+    pub async fn call(&self, request: Request) -> Result<Answer, UpstreamError> {
         // Fail fast before queueing: a request admitted while the server is
         // down would only wait to be refused.
         self.pick()?;
@@ -203,7 +231,7 @@ impl Upstream {
         &self,
         request: Request,
         timeout: Duration,
-    ) -> Result<Reply, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         match tokio::time::timeout(timeout, self.send(request)).await {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout(timeout)),
@@ -256,7 +284,7 @@ impl Upstream {
         ms.div_ceil(1000).max(1)
     }
 
-    async fn send(&self, request: Request) -> Result<Reply, UpstreamError> {
+    async fn send(&self, request: Request) -> Result<Answer, UpstreamError> {
         let slot = self.pick()?;
         let Some(tx) = slot.sender() else {
             return Err(UpstreamError::Unavailable {
@@ -407,7 +435,7 @@ async fn drive(
         stream,
         wbuf: Vec::with_capacity(READ_CHUNK),
         wpos: 0,
-        rbuf: Vec::with_capacity(READ_CHUNK),
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
         pending: VecDeque::new(),
         next_id: 0,
         answered: false,
@@ -428,7 +456,7 @@ struct Conn {
     wbuf: Vec<u8>,
     wpos: usize,
     /// Bytes read and not yet parsed.
-    rbuf: Vec<u8>,
+    rbuf: BytesMut,
     pending: VecDeque<Pending>,
     next_id: u32,
     /// Whether any reply has been read.
@@ -528,30 +556,37 @@ impl Conn {
             }
             Err(e) => return Err(e.into()),
         }
-        let mut pos = 0;
         loop {
-            let frame = match protocol::parse_frame(&self.rbuf[pos..]) {
-                Ok(Some(frame)) => frame,
+            let (id, consumed, head) = match protocol::parse_frame(&self.rbuf) {
+                Ok(Some(frame)) => (
+                    frame.id,
+                    frame.consumed,
+                    protocol::decode_reply_head(&frame),
+                ),
                 Ok(None) => break,
                 Err(e) => return Err(DriveError::Protocol(e.to_string())),
             };
-            pos += frame.consumed;
             let Some(pending) = self.pending.pop_front() else {
-                return Err(DriveError::Protocol(format!(
-                    "reply {} to no request",
-                    frame.id
-                )));
+                return Err(DriveError::Protocol(format!("reply {id} to no request")));
             };
-            if frame.id != pending.id {
-                let msg = format!("reply id {} where {} was expected", frame.id, pending.id);
+            if id != pending.id {
+                let msg = format!("reply id {id} where {} was expected", pending.id);
                 self.pending.push_front(pending);
                 return Err(DriveError::Protocol(msg));
             }
-            match protocol::decode_reply(&frame) {
-                Ok(reply) => {
+            match head {
+                Ok(head) => {
                     self.answered = true;
+                    // The frame leaves the buffer; the body is a view of it.
+                    let frame = self.rbuf.split_to(consumed).freeze();
+                    let answer = Answer {
+                        status: head.status,
+                        content_type: head.content_type,
+                        headers: head.headers,
+                        body: frame.slice(head.body),
+                    };
                     // The client may have timed out; nothing to do then.
-                    let _ = pending.reply.send(Ok(reply));
+                    let _ = pending.reply.send(Ok(answer));
                 }
                 Err(e) => {
                     self.pending.push_front(pending);
@@ -559,7 +594,6 @@ impl Conn {
                 }
             }
         }
-        self.rbuf.drain(..pos);
         // A large frame was announced: make room for all of it at once
         // rather than growing by doubling over many reads.
         if self.rbuf.len() >= 4 {

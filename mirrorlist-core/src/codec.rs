@@ -24,6 +24,23 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
         .expect("encoding into a Vec cannot fail");
 }
 
+/// Decodes a whole value from `bytes`, letting it borrow from them (`&[u8]`
+/// and `&str` fields point into `bytes` instead of being copied);
+/// trailing bytes are an error.
+pub fn decode_borrowed<'de, T: serde::Deserialize<'de>>(
+    bytes: &'de [u8],
+) -> Result<T, DecodeError> {
+    let (value, used) = bincode::serde::borrow_decode_from_slice(bytes, config())
+        .map_err(|e| DecodeError(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(DecodeError(format!(
+            "{} trailing bytes after the payload",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
 /// Decodes a whole value from `bytes`; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())
