@@ -133,8 +133,9 @@ pub struct Index {
     slots: Vec<DirSlots>,
     /// Per host URL: `    <url protocol="P" type="P" location="CC" preference="`.
     url_open: Vec<Box<str>>,
-    /// Per host URL: the URL, XML-escaped.
-    url_xml: Vec<Box<str>>,
+    /// Per host URL: `">` and the URL, XML-escaped (what follows the
+    /// preference value and any `mm0:private` attribute).
+    url_close: Vec<Box<str>>,
     /// Per host URL: its protocol, densely packed for the scans of
     /// rendering.
     url_protocol: Vec<Protocol>,
@@ -297,7 +298,7 @@ impl Index {
             .map(|d| dir_slots(&cache, d))
             .collect();
         let mut url_open = Vec::with_capacity(cache.host_urls.len());
-        let mut url_xml = Vec::with_capacity(cache.host_urls.len());
+        let mut url_close = Vec::with_capacity(cache.host_urls.len());
         for u in &cache.host_urls {
             let p = u.protocol.as_str();
             let mut open = format!("    <url protocol=\"{p}\" type=\"{p}\" location=\"");
@@ -305,9 +306,10 @@ impl Index {
             crate::render::push_escaped(&mut open, country.unwrap_or(""));
             open.push_str("\" preference=\"");
             url_open.push(open.into_boxed_str());
-            let mut xml = String::with_capacity(u.url.len());
-            crate::render::push_escaped(&mut xml, &u.url);
-            url_xml.push(xml.into_boxed_str());
+            let mut close = String::with_capacity(u.url.len() + 2);
+            close.push_str("\">");
+            crate::render::push_escaped(&mut close, &u.url);
+            url_close.push(close.into_boxed_str());
         }
 
         let url_protocol = cache.host_urls.iter().map(|u| u.protocol).collect();
@@ -354,7 +356,7 @@ impl Index {
             flags,
             slots,
             url_open,
-            url_xml,
+            url_close,
             url_protocol,
             repodata,
             repomd,
@@ -459,9 +461,11 @@ impl Index {
         self.url_protocol[u as usize]
     }
 
-    /// Host URL `u`, XML-escaped.
-    pub fn url_xml(&self, u: u32) -> &str {
-        &self.url_xml[u as usize]
+    /// The rest of a metalink `<url>` element's opening for host URL `u`
+    /// after the preference value and attributes: `">` and the URL,
+    /// XML-escaped.
+    pub fn url_close(&self, u: u32) -> &str {
+        &self.url_close[u as usize]
     }
 
     /// The cache's build time as an RFC 2822 date, for metalinks.

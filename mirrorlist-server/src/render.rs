@@ -179,17 +179,18 @@ fn preferred<'a>(
 /// would cost more than the rest of a metalink line.
 fn push_small(out: &mut String, n: u32) {
     if n >= 100 {
-        out.push_str(itoa_small(n / 100));
+        out.push(digit(n / 100));
     }
     if n >= 10 {
-        out.push_str(itoa_small(n / 10 % 10));
+        out.push(digit(n / 10 % 10));
     }
-    out.push_str(itoa_small(n % 10));
+    out.push(digit(n % 10));
 }
 
-fn itoa_small(d: u32) -> &'static str {
-    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-    DIGITS[(d % 10) as usize]
+/// The ASCII digit of `d % 10`: pushing a `char` is inlined, where a
+/// one-byte `push_str` is a call to `memcpy`.
+fn digit(d: u32) -> char {
+    char::from(b'0' + (d % 10) as u8)
 }
 
 /// The plain list.
@@ -365,12 +366,10 @@ pub fn metalink(
             }
             out.push_str(index.url_open(u));
             push_small(out, preference);
-            out.push_str(if private {
-                "\" mm0:private=\"True\">"
-            } else {
-                "\">"
-            });
-            out.push_str(index.url_xml(u));
+            if private {
+                out.push_str("\" mm0:private=\"True");
+            }
+            out.push_str(index.url_close(u));
             out.push_str(&end);
         }
         preference = preference.saturating_sub(1).max(1);
