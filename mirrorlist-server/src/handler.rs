@@ -341,8 +341,10 @@ fn resolve_repo<'a>(
 fn answer(state: &State, r: &Resolved<'_>, q: &Query<'_>, sel: &Selection) -> Reply {
     let index = &state.index;
     if let Some(file) = r.file {
-        let mut body = String::with_capacity(2048 + sel.picks.len() * 256);
+        let capacity = render::metalink_capacity(index, file, &r.target, sel);
+        let mut body = String::with_capacity(capacity);
         render::metalink(&mut body, index, file, &r.target, sel);
+        debug_assert!(body.len() <= capacity, "{} > {capacity}", body.len());
         return Reply {
             status: 200,
             content_type: render::METALINK.into(),

@@ -34,7 +34,7 @@ use std::fmt::Write as _;
 
 use mirrorlist_core::model::{Directory, FileDetails, FileEntry, Protocol};
 
-use crate::index::{DirSlots, Index};
+use crate::index::{DirSlots, Index, PRIVATE};
 use crate::query::ProtocolSet;
 use crate::select::{Note, Selection};
 
@@ -323,6 +323,49 @@ fn details(out: &mut String, d: &FileDetails, indent: &str) {
     out.push_str(" </verification>\n");
 }
 
+/// `mm0:private` attribute of a private host's URLs, after `preference`.
+const PRIVATE_ATTR: &str = "\" mm0:private=\"True";
+
+/// What follows each host URL in a metalink for `target`: the escaped
+/// `[/subpath][extra]/[file]` and `</url>`.
+fn metalink_url_end(target: &Target<'_>) -> String {
+    let mut raw = String::with_capacity(target.dir.subpath.len() + 32);
+    tail(&mut raw, target);
+    let mut end = String::with_capacity(raw.len() + 8);
+    push_escaped(&mut end, &raw);
+    end.push_str("</url>\n");
+    end
+}
+
+/// The size of [`metalink`]'s document for these arguments, or a little
+/// more: the body is allocated once, instead of growing (and being copied)
+/// while the `<url>` lines are appended.
+pub fn metalink_capacity(
+    index: &Index,
+    file: &FileEntry,
+    target: &Target<'_>,
+    sel: &Selection,
+) -> usize {
+    let end = target.dir.subpath.len() * 6 + target.extra.len() * 6 + 64;
+    let mut n = 1024 + file.name.len() * 6 + file.versions.len() * 1024;
+    for d in &file.versions {
+        n += (d.md5.len() + d.sha1.len() + d.sha256.len() + d.sha512.len()) * 5;
+    }
+    for pick in &sel.picks {
+        let extra = if index.flags(pick.host) & PRIVATE != 0 {
+            PRIVATE_ATTR.len()
+        } else {
+            0
+        };
+        for &u in &target.dir.by_host[pick.slot as usize].1 {
+            if sel.protocols.contains(index.url_protocol(u)) {
+                n += index.url_open(u).len() + 3 + extra + index.url_close(u).len() + end;
+            }
+        }
+    }
+    n
+}
+
 /// The metalink for `file` (found in the cache's file details) with the
 /// selected hosts' URLs. `target.file` is the file's name.
 pub fn metalink(
@@ -332,7 +375,6 @@ pub fn metalink(
     target: &Target<'_>,
     sel: &Selection,
 ) {
-    let cache = index.cache();
     metalink_head(out, index);
     out.push_str(" <files>\n  <file name=\"");
     push_escaped(out, &file.name);
@@ -352,14 +394,10 @@ pub fn metalink(
     out.push_str("   <resources maxconnections=\"1\">\n");
     // Everything after the host's URL is the same on every line: build it
     // once, escaped.
-    let mut raw = String::with_capacity(target.dir.subpath.len() + 32);
-    tail(&mut raw, target);
-    let mut end = String::with_capacity(raw.len() + 8);
-    push_escaped(&mut end, &raw);
-    end.push_str("</url>\n");
+    let end = metalink_url_end(target);
     let mut preference = 100u32;
     for pick in &sel.picks {
-        let private = cache.hosts[pick.host as usize].private;
+        let private = index.flags(pick.host) & PRIVATE != 0;
         for &u in &target.dir.by_host[pick.slot as usize].1 {
             if !sel.protocols.contains(index.url_protocol(u)) {
                 continue;
@@ -367,7 +405,7 @@ pub fn metalink(
             out.push_str(index.url_open(u));
             push_small(out, preference);
             if private {
-                out.push_str("\" mm0:private=\"True");
+                out.push_str(PRIVATE_ATTR);
             }
             out.push_str(index.url_close(u));
             out.push_str(&end);
