@@ -109,6 +109,10 @@ pub struct DirSlots {
     pub global: Vec<u32>,
     /// `by_country` as slots, in the same order as `by_country`.
     pub by_country: Vec<Vec<u32>>,
+    /// The positions in `by_country` of the countries that have a
+    /// continent, with its id, sorted by continent and then position: a
+    /// continent's countries are one contiguous run, in `by_country` order.
+    pub by_continent: Vec<(u8, u16)>,
 }
 
 /// The serving form of a [`Cache`].
@@ -295,7 +299,7 @@ impl Index {
         let slots = cache
             .directories
             .iter()
-            .map(|d| dir_slots(&cache, d))
+            .map(|d| dir_slots(&cache, d, &continent))
             .collect();
         let mut url_open = Vec::with_capacity(cache.host_urls.len());
         let mut url_close = Vec::with_capacity(cache.host_urls.len());
@@ -481,7 +485,7 @@ impl Index {
 
 /// Builds the slot tables of `d`. Public hosts missing from `by_host` are
 /// left out: selection only lists hosts that carry the directory.
-fn dir_slots(cache: &Cache, d: &Directory) -> DirSlots {
+fn dir_slots(cache: &Cache, d: &Directory, continent: &[u8]) -> DirSlots {
     let slot = |h: &HostIdx| {
         d.by_host
             .binary_search_by_key(h, |(h, _)| *h)
@@ -515,7 +519,25 @@ fn dir_slots(cache: &Cache, d: &Directory) -> DirSlots {
             .iter()
             .map(|(_, hosts)| hosts.iter().filter_map(slot).collect())
             .collect(),
+        by_continent: by_continent(d, continent),
     }
+}
+
+/// [`DirSlots::by_continent`] of `d`, given the continent table.
+fn by_continent(d: &Directory, continent: &[u8]) -> Vec<(u8, u16)> {
+    let mut out: Vec<(u8, u16)> = d
+        .by_country
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (c, _))| {
+            let id = continent[country_slot(*c)?];
+            // Positions past u16 cannot occur (26×26 country codes).
+            (id != NO_CONTINENT).then_some((id, u16::try_from(i).ok()?))
+        })
+        .collect();
+    out.sort_unstable();
+    out.shrink_to_fit();
+    out
 }
 
 /// Drops every reference to a host, URL or directory that does not exist.

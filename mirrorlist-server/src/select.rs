@@ -323,6 +323,24 @@ impl Ctx<'_> {
             }
         }
     }
+
+    /// [`Ctx::gather_continents`] for the one continent `id`, through the
+    /// directory's countries grouped by continent: the same countries in
+    /// the same order, without visiting the other continents' countries.
+    fn gather_continent(&self, id: u8, skip: Country, rng: &mut SmallRng, out: &mut Selection) {
+        let list = &self.slots.by_continent;
+        let start = list.partition_point(|&(c, _)| c < id);
+        let end = start + list[start..].partition_point(|&(c, _)| c == id);
+        for &(_, i) in &list[start..end] {
+            let c = self.dir.by_country[usize::from(i)].0;
+            if c == skip {
+                continue;
+            }
+            if self.gather(&self.slots.by_country[usize::from(i)], true, rng, out) > 0 {
+                out.notes.push(Note::Country(c));
+            }
+        }
+    }
 }
 
 fn run(
@@ -414,9 +432,7 @@ fn run(
         }
         Ctx::close_tier(out);
         if let Some(id) = index.continent(country) {
-            let mut continents = [0u64; 4];
-            continents[usize::from(id) / 64] |= 1 << (id % 64);
-            ctx.gather_continents(&continents, Some(country), rng, out);
+            ctx.gather_continent(id, country, rng, out);
             Ctx::close_tier(out);
         }
     }
