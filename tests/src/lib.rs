@@ -170,6 +170,27 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `mirrorlist-client` on 127.0.0.1 (a free port) in front of the
+/// server socket `socket`, with extra flags; returns it once it logged the
+/// address it listens on, with that address.
+pub fn start_front_end(socket: &Path, flags: &[&str]) -> (Proc, String) {
+    let mut cmd = Command::new(bin("mirrorlist-client"));
+    cmd.arg("--socket")
+        .arg(socket)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .args(flags);
+    let mut client = Proc::spawn(cmd);
+    let line = client.wait_for("listening on ");
+    let addr = line
+        .rsplit("listening on ")
+        .next()
+        .expect("address")
+        .trim()
+        .to_owned();
+    (client, addr)
+}
+
 /// A blocking client of the server's frame protocol.
 #[derive(Debug)]
 pub struct FrameClient {

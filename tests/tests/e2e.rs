@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use mirrorlist_tests::{bin, http, workspace_root, HttpResponse, Proc};
+use mirrorlist_tests::{bin, http, start_front_end, workspace_root, HttpResponse, Proc};
 use nix::sys::signal::Signal;
 use sha2::{Digest, Sha256, Sha512};
 
@@ -92,20 +92,7 @@ impl Stack {
         build_sample_cache(&dir.path().join("cache.bin"));
         let mut server = Proc::spawn(server_command(dir.path()));
         server.wait_for("ready");
-        let mut cmd = Command::new(bin("mirrorlist-client"));
-        cmd.arg("--socket")
-            .arg(dir.path().join("mirrorlist.sock"))
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .args(client_flags);
-        let mut client = Proc::spawn(cmd);
-        let line = client.wait_for("listening on ");
-        let addr = line
-            .rsplit("listening on ")
-            .next()
-            .expect("address")
-            .trim()
-            .to_owned();
+        let (client, addr) = start_front_end(&dir.path().join("mirrorlist.sock"), client_flags);
         Stack {
             dir,
             server,

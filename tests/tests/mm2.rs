@@ -37,7 +37,7 @@ use std::process::Command;
 
 use mirrorlist_core::cachefile;
 use mirrorlist_core::model::{Cache, Country, Directory, HostIdx, Protocol, UrlIdx};
-use mirrorlist_tests::{bin, http, workspace_root, HttpResponse, Proc};
+use mirrorlist_tests::{bin, http, start_front_end, workspace_root, HttpResponse, Proc};
 
 /// Clients and their GeoIP country in `data/geo-whois-asn-country.mmdb`
 /// (checked with `mmdblookup`). LU has no mirror in the example (continent
@@ -902,21 +902,7 @@ fn mm2_example_through_the_whole_stack() {
     let cache = cachefile::load(&cache_path).expect("decoding the imported cache");
     let asn = AsnTable::load(&netblocks);
     server.wait_for("ready");
-    let mut client = Proc::spawn({
-        let mut cmd = Command::new(bin("mirrorlist-client"));
-        cmd.arg("--socket")
-            .arg(&socket)
-            .arg("--listen")
-            .arg("127.0.0.1:0");
-        cmd
-    });
-    let line = client.wait_for("listening on ");
-    let addr = line
-        .rsplit("listening on ")
-        .next()
-        .expect("address")
-        .trim()
-        .to_owned();
+    let (client, addr) = start_front_end(&socket, &[]);
     let stack = Stack {
         _dir: dir,
         _server: server,

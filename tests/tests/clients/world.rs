@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mirrorlist_tests::{bin, http, HttpResponse, Proc};
+use mirrorlist_tests::{bin, http, start_front_end, HttpResponse, Proc};
 use nix::sys::signal::Signal;
 
 use super::mirror::Mirror;
@@ -323,19 +323,7 @@ impl World {
             .arg(d.join("access.log"));
         let mut server = Proc::spawn(cmd);
         server.wait_for("ready");
-        let mut cmd = Command::new(bin("mirrorlist-client"));
-        cmd.arg("--socket")
-            .arg(d.join("mirrorlist.sock"))
-            .arg("--listen")
-            .arg("127.0.0.1:0");
-        let mut client = Proc::spawn(cmd);
-        let line = client.wait_for("listening on ");
-        let addr = line
-            .rsplit("listening on ")
-            .next()
-            .expect("address")
-            .trim()
-            .to_owned();
+        let (client, addr) = start_front_end(&d.join("mirrorlist.sock"), &[]);
         World {
             dir,
             mirrors,
