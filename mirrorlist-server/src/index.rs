@@ -140,6 +140,8 @@ pub struct Index {
     /// Per host URL: `">` and the URL, XML-escaped (what follows the
     /// preference value and any `mm0:private` attribute).
     url_close: Vec<Box<str>>,
+    /// The longest `url_open` plus the longest `url_close`.
+    url_line_max: usize,
     /// Per host URL: its protocol, densely packed for the scans of
     /// rendering.
     url_protocol: Vec<Protocol>,
@@ -316,6 +318,8 @@ impl Index {
             url_close.push(close.into_boxed_str());
         }
 
+        let url_line_max = url_open.iter().map(|s| s.len()).max().unwrap_or(0)
+            + url_close.iter().map(|s| s.len()).max().unwrap_or(0);
         let url_protocol = cache.host_urls.iter().map(|u| u.protocol).collect();
 
         let mut repodata = Vec::with_capacity(cache.directories.len());
@@ -361,6 +365,7 @@ impl Index {
             slots,
             url_open,
             url_close,
+            url_line_max,
             url_protocol,
             repodata,
             repomd,
@@ -458,6 +463,12 @@ impl Index {
     /// preference value.
     pub fn url_open(&self, u: u32) -> &str {
         &self.url_open[u as usize]
+    }
+
+    /// An upper bound of `url_open(u).len() + url_close(u).len()` for every
+    /// host URL `u`.
+    pub fn url_line_max(&self) -> usize {
+        self.url_line_max
     }
 
     /// The protocol of host URL `u`.

@@ -337,33 +337,29 @@ fn metalink_url_end(target: &Target<'_>) -> String {
     end
 }
 
-/// The size of [`metalink`]'s document for these arguments, or a little
-/// more: the body is allocated once, instead of growing (and being copied)
-/// while the `<url>` lines are appended.
+/// An upper bound of the size of [`metalink`]'s document for these
+/// arguments (every URL of every pick counted at the longest URL line's
+/// length: no pass over the URLs), so that the body is allocated once
+/// instead of growing (and being copied) while `<url>` lines are appended.
+/// Pages of the slack are never touched.
 pub fn metalink_capacity(
     index: &Index,
     file: &FileEntry,
     target: &Target<'_>,
     sel: &Selection,
 ) -> usize {
-    let end = target.dir.subpath.len() * 6 + target.extra.len() * 6 + 64;
+    let end = (target.dir.subpath.len() + target.extra.len()) * 6 + 64;
+    let line = index.url_line_max() + 3 + PRIVATE_ATTR.len() + end;
     let mut n = 1024 + file.name.len() * 6 + file.versions.len() * 1024;
     for d in &file.versions {
         n += (d.md5.len() + d.sha1.len() + d.sha256.len() + d.sha512.len()) * 5;
     }
-    for pick in &sel.picks {
-        let extra = if index.flags(pick.host) & PRIVATE != 0 {
-            PRIVATE_ATTR.len()
-        } else {
-            0
-        };
-        for &u in &target.dir.by_host[pick.slot as usize].1 {
-            if sel.protocols.contains(index.url_protocol(u)) {
-                n += index.url_open(u).len() + 3 + extra + index.url_close(u).len() + end;
-            }
-        }
-    }
-    n
+    let urls: usize = sel
+        .picks
+        .iter()
+        .map(|p| target.dir.by_host[p.slot as usize].1.len())
+        .sum();
+    n + urls * line
 }
 
 /// The metalink for `file` (found in the cache's file details) with the
