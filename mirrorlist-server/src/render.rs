@@ -80,8 +80,26 @@ pub fn push_sanitized(out: &mut String, s: &str) {
     out.extend(s.chars().map(|c| if c.is_control() { '?' } else { c }));
 }
 
+/// The bytes [`push_escaped`] replaces (`"`, `&`, `'`, `<`, `>`), all below
+/// 64, as a bit mask.
+const ESCAPED: u64 = 1 << b'"' | 1 << b'&' | 1 << b'\'' | 1 << b'<' | 1 << b'>';
+
+/// Whether `s` has a byte [`push_escaped`] replaces: a branch-free scan,
+/// several times faster than the escaping loop on the hashes and URLs that
+/// never need it.
+fn needs_escaping(s: &str) -> bool {
+    s.bytes().fold(0u64, |acc, b| {
+        acc | (u64::from(b < 64) & (ESCAPED >> (b & 63)))
+    }) & 1
+        != 0
+}
+
 /// Appends `s` escaped for XML text and attribute values.
 pub fn push_escaped(out: &mut String, s: &str) {
+    if !needs_escaping(s) {
+        out.push_str(s);
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let entity = match b {
@@ -461,6 +479,13 @@ mod tests {
         let mut s = String::new();
         push_escaped(&mut s, "a&b<c>d\"e'fé&");
         assert_eq!(s, "a&amp;b&lt;c&gt;d&quot;e&apos;fé&amp;");
+        s.clear();
+        for b in 0..=127u8 {
+            let one = char::from(b).to_string();
+            let mut e = String::new();
+            push_escaped(&mut e, &one);
+            assert_eq!(needs_escaping(&one), e != one, "{b}");
+        }
         s.clear();
         push_sanitized(&mut s, "x\ny\r\tz");
         assert_eq!(s, "x?y??z");
