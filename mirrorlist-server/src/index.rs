@@ -29,6 +29,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mirrorlist_core::model::{Cache, Country, Directory, Families, FileEntry, HostIdx, Protocol};
@@ -97,6 +98,13 @@ pub const NO_IPV4: u8 = 4;
 /// Host flag: not reachable over IPv6.
 pub const NO_IPV6: u8 = 8;
 
+/// A directory's countries that have a continent: (continent id, position in
+/// `by_country`).
+pub type ContinentList = [(u8, u16)];
+
+/// Distinct [`ContinentList`]s, to share them between directories.
+type SharedLists = HashMap<Vec<(u8, u16)>, Arc<ContinentList>>;
+
 /// A directory's host lists as positions in its `by_host`.
 #[derive(Clone, Debug, Default)]
 pub struct DirSlots {
@@ -112,7 +120,9 @@ pub struct DirSlots {
     /// The positions in `by_country` of the countries that have a
     /// continent, with its id, sorted by continent and then position: a
     /// continent's countries are one contiguous run, in `by_country` order.
-    pub by_continent: Vec<(u8, u16)>,
+    /// Shared between the directories with the same list (most have the
+    /// same countries), so it costs next to no memory.
+    pub by_continent: Arc<ContinentList>,
 }
 
 /// The serving form of a [`Cache`].
@@ -298,10 +308,11 @@ impl Index {
                 f
             })
             .collect();
+        let mut shared = HashMap::new();
         let slots = cache
             .directories
             .iter()
-            .map(|d| dir_slots(&cache, d, &continent))
+            .map(|d| dir_slots(&cache, d, &continent, &mut shared))
             .collect();
         let mut url_open = Vec::with_capacity(cache.host_urls.len());
         let mut url_close = Vec::with_capacity(cache.host_urls.len());
@@ -496,7 +507,7 @@ impl Index {
 
 /// Builds the slot tables of `d`. Public hosts missing from `by_host` are
 /// left out: selection only lists hosts that carry the directory.
-fn dir_slots(cache: &Cache, d: &Directory, continent: &[u8]) -> DirSlots {
+fn dir_slots(cache: &Cache, d: &Directory, continent: &[u8], shared: &mut SharedLists) -> DirSlots {
     let slot = |h: &HostIdx| {
         d.by_host
             .binary_search_by_key(h, |(h, _)| *h)
@@ -530,7 +541,13 @@ fn dir_slots(cache: &Cache, d: &Directory, continent: &[u8]) -> DirSlots {
             .iter()
             .map(|(_, hosts)| hosts.iter().filter_map(slot).collect())
             .collect(),
-        by_continent: by_continent(d, continent),
+        by_continent: {
+            let list = by_continent(d, continent);
+            shared
+                .entry(list)
+                .or_insert_with_key(|l| l.as_slice().into())
+                .clone()
+        },
     }
 }
 
@@ -547,7 +564,6 @@ fn by_continent(d: &Directory, continent: &[u8]) -> Vec<(u8, u16)> {
         })
         .collect();
     out.sort_unstable();
-    out.shrink_to_fit();
     out
 }
 
