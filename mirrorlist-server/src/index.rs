@@ -102,8 +102,17 @@ pub const NO_IPV6: u8 = 8;
 /// `by_country`).
 pub type ContinentList = [(u8, u16)];
 
-/// Distinct [`ContinentList`]s, to share them between directories.
-type SharedLists = HashMap<Vec<(u8, u16)>, Arc<ContinentList>>;
+/// Distinct [`ContinentList`]s by [`list_hash`], to share them between
+/// directories.
+type SharedLists = HashMap<u64, Vec<Arc<ContinentList>>>;
+
+/// A cheap hash of a continent list (FNV-1a over its entries): hashing the
+/// lists with SipHash cost more than building them.
+fn list_hash(list: &ContinentList) -> u64 {
+    list.iter().fold(0xcbf2_9ce4_8422_2325, |h, &(c, i)| {
+        (h ^ (u64::from(c) << 16 | u64::from(i))).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 /// A directory's host lists as positions in its `by_host`.
 #[derive(Clone, Debug, Default)]
@@ -308,11 +317,41 @@ impl Index {
                 f
             })
             .collect();
-        let mut shared = HashMap::new();
+        // Continent lists are shared: directories in a row usually have the
+        // same countries (compared first, cheaply), else the list is looked
+        // up among those built so far.
+        let mut shared: SharedLists = HashMap::new();
+        let mut prev: Option<(&Directory, Arc<ContinentList>)> = None;
+        let mut scratch = Vec::new();
         let slots = cache
             .directories
             .iter()
-            .map(|d| dir_slots(&cache, d, &continent, &mut shared))
+            .map(|d| {
+                let list = match &prev {
+                    Some((p, list))
+                        if p.by_country
+                            .iter()
+                            .map(|(c, _)| c)
+                            .eq(d.by_country.iter().map(|(c, _)| c)) =>
+                    {
+                        Arc::clone(list)
+                    }
+                    _ => {
+                        by_continent(d, &continent, &mut scratch);
+                        let bucket = shared.entry(list_hash(&scratch)).or_default();
+                        match bucket.iter().find(|l| ***l == *scratch) {
+                            Some(l) => Arc::clone(l),
+                            None => {
+                                let l: Arc<ContinentList> = scratch.as_slice().into();
+                                bucket.push(Arc::clone(&l));
+                                l
+                            }
+                        }
+                    }
+                };
+                prev = Some((d, Arc::clone(&list)));
+                dir_slots(&cache, d, list)
+            })
             .collect();
         let mut url_open = Vec::with_capacity(cache.host_urls.len());
         let mut url_close = Vec::with_capacity(cache.host_urls.len());
@@ -507,7 +546,7 @@ impl Index {
 
 /// Builds the slot tables of `d`. Public hosts missing from `by_host` are
 /// left out: selection only lists hosts that carry the directory.
-fn dir_slots(cache: &Cache, d: &Directory, continent: &[u8], shared: &mut SharedLists) -> DirSlots {
+fn dir_slots(cache: &Cache, d: &Directory, by_continent: Arc<ContinentList>) -> DirSlots {
     let slot = |h: &HostIdx| {
         d.by_host
             .binary_search_by_key(h, |(h, _)| *h)
@@ -541,30 +580,19 @@ fn dir_slots(cache: &Cache, d: &Directory, continent: &[u8], shared: &mut Shared
             .iter()
             .map(|(_, hosts)| hosts.iter().filter_map(slot).collect())
             .collect(),
-        by_continent: {
-            let list = by_continent(d, continent);
-            shared
-                .entry(list)
-                .or_insert_with_key(|l| l.as_slice().into())
-                .clone()
-        },
+        by_continent,
     }
 }
 
-/// [`DirSlots::by_continent`] of `d`, given the continent table.
-fn by_continent(d: &Directory, continent: &[u8]) -> Vec<(u8, u16)> {
-    let mut out: Vec<(u8, u16)> = d
-        .by_country
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (c, _))| {
-            let id = continent[country_slot(*c)?];
-            // Positions past u16 cannot occur (26×26 country codes).
-            (id != NO_CONTINENT).then_some((id, u16::try_from(i).ok()?))
-        })
-        .collect();
+/// [`DirSlots::by_continent`] of `d`, given the continent table, into `out`.
+fn by_continent(d: &Directory, continent: &[u8], out: &mut Vec<(u8, u16)>) {
+    out.clear();
+    out.extend(d.by_country.iter().enumerate().filter_map(|(i, (c, _))| {
+        let id = continent[country_slot(*c)?];
+        // Positions past u16 cannot occur (26×26 country codes).
+        (id != NO_CONTINENT).then_some((id, u16::try_from(i).ok()?))
+    }));
     out.sort_unstable();
-    out
 }
 
 /// Drops every reference to a host, URL or directory that does not exist.
