@@ -30,26 +30,49 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
 pub fn decode_borrowed<'de, T: serde::Deserialize<'de>>(
     bytes: &'de [u8],
 ) -> Result<T, DecodeError> {
-    let (value, used) = bincode::serde::borrow_decode_from_slice(bytes, config())
-        .map_err(|e| DecodeError(e.to_string()))?;
-    if used != bytes.len() {
+    whole(
+        bincode::serde::borrow_decode_from_slice(bytes, config()),
+        bytes.len(),
+    )
+}
+
+/// Decodes a whole value from `bytes`; trailing bytes are an error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    whole(
+        bincode::serde::decode_from_slice(bytes, config()),
+        bytes.len(),
+    )
+}
+
+/// A decoded value, if it used all `len` bytes: a payload with bytes left
+/// over is as corrupt as one cut short.
+fn whole<T>(
+    decoded: Result<(T, usize), bincode::error::DecodeError>,
+    len: usize,
+) -> Result<T, DecodeError> {
+    let (value, used) = decoded.map_err(|e| DecodeError(e.to_string()))?;
+    if used != len {
         return Err(DecodeError(format!(
             "{} trailing bytes after the payload",
-            bytes.len() - used
+            len - used
         )));
     }
     Ok(value)
 }
 
-/// Decodes a whole value from `bytes`; trailing bytes are an error.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| DecodeError(e.to_string()))?;
-    if used != bytes.len() {
-        return Err(DecodeError(format!(
-            "{} trailing bytes after the payload",
-            bytes.len() - used
-        )));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_bytes_are_refused_by_both_decoders() {
+        let mut bytes = Vec::new();
+        encode_into(&(7u32, "x".to_string()), &mut bytes);
+        assert_eq!(decode::<(u32, String)>(&bytes).unwrap().0, 7);
+        bytes.push(0);
+        let owned = decode::<(u32, String)>(&bytes).unwrap_err();
+        let borrowed = decode_borrowed::<(u32, &str)>(&bytes).unwrap_err();
+        assert_eq!(owned.to_string(), "1 trailing bytes after the payload");
+        assert_eq!(borrowed.to_string(), owned.to_string());
     }
-    Ok(value)
 }
