@@ -48,6 +48,7 @@ pub fn describe(path: &Path, version: u32, size: usize, cache: &Cache, now: u64)
     line("countries:", &s.countries);
     line("categories:", &s.categories);
     line("directories:", &s.directories);
+    line("host sets:", &s.host_sets);
     line("repositories:", &s.repos);
     line("file details:", &s.files);
     line("alternates:", &s.alternates);

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use mirrorlist_core::model::{
-    Cache, Category, Country, Directory, Families, Host, HostIdx, HostUrl, Protocol, Repo,
+    Cache, Category, Country, Directory, Families, Host, HostIdx, HostSet, HostUrl, Protocol, Repo,
     RepoRedirect, UrlIdx,
 };
 use toml::Spanned;
@@ -400,20 +400,17 @@ impl Resolver<'_> {
         }
 
         // Directories and the hosts that carry them.
+        // Identical host sets (most directories' are) are stored once.
         let mut directories: Vec<Directory> = Vec::with_capacity(dir_index.len());
+        let mut host_sets: Vec<HostSet> = Vec::new();
+        let mut set_ids: HashMap<HostSet, u32> = HashMap::new();
         let mut by_index: Vec<(&String, usize)> = dir_index.iter().map(|(p, &i)| (p, i)).collect();
         by_index.sort_by_key(|&(_, i)| i);
         for (path, i) in by_index {
             let cat = dir_category[i];
             let subpath = strip_topdir(&categories[cat].topdir, path).to_owned();
-            let mut dir = Directory {
-                path: path.clone(),
-                subpath: subpath.clone(),
-                global: Vec::new(),
-                by_country: Vec::new(),
-                by_host: Vec::new(),
-                ordered: true,
-            };
+            let mut global = Vec::new();
+            let mut by_host = Vec::new();
             let mut by_country: BTreeMap<Country, Vec<HostIdx>> = BTreeMap::new();
             for (h, host) in hosts.iter().enumerate() {
                 let Some((_, urls, _)) = carried[h]
@@ -423,14 +420,24 @@ impl Resolver<'_> {
                     continue;
                 };
                 let h = h as HostIdx;
-                dir.by_host.push((h, urls.clone()));
+                by_host.push((h, urls.clone()));
                 if !host.private {
-                    dir.global.push(h);
+                    global.push(h);
                     by_country.entry(host.country).or_default().push(h);
                 }
             }
-            dir.by_country = by_country.into_iter().collect();
-            directories.push(dir);
+            let set = HostSet::new(global, by_country, by_host);
+            let next = host_sets.len() as u32;
+            let id = *set_ids.entry(set).or_insert_with_key(|set| {
+                host_sets.push(set.clone());
+                next
+            });
+            directories.push(Directory {
+                path: path.clone(),
+                subpath,
+                hosts: id,
+                ordered: true,
+            });
         }
 
         Resolved {
@@ -441,6 +448,7 @@ impl Resolver<'_> {
                 hosts,
                 host_urls,
                 directories,
+                host_sets,
                 repos,
                 repo_redirects,
                 disabled_repos,

@@ -28,7 +28,7 @@ use crate::model::Cache;
 pub const MAGIC: &[u8; 8] = b"MIRRLIST";
 /// The version of the payload layout this build reads and writes. Bump it
 /// whenever a change to `model` changes the encoding.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 60;
 
@@ -247,11 +247,14 @@ mod tests {
             directories: vec![Directory {
                 path: "fedora/linux/releases/42".into(),
                 subpath: "releases/42".into(),
-                global: vec![0],
-                by_country: vec![(Country::parse("DE").unwrap(), vec![0])],
-                by_host: vec![(0, vec![0])],
+                hosts: 0,
                 ordered: true,
             }],
+            host_sets: vec![HostSet::new(
+                vec![0],
+                [(Country::parse("DE").unwrap(), vec![0])],
+                [(0, vec![0])],
+            )],
             repos: vec![Repo {
                 name: "fedora-42".into(),
                 arch: "x86_64".into(),

@@ -150,6 +150,9 @@ pub struct Cache {
     pub host_urls: Vec<HostUrl>,
     /// Directories, sorted by `path`.
     pub directories: Vec<Directory>,
+    /// The distinct host sets that directories refer to, in order of first
+    /// use by `directories` (after [`Cache::normalize`]).
+    pub host_sets: Vec<HostSet>,
     /// `(repo, arch)` → directory, sorted by `(repo, arch)`.
     pub repos: Vec<Repo>,
     /// Repository renames, sorted by `from`. Applied before lookup.
@@ -215,22 +218,227 @@ pub struct HostUrl {
     pub protocol: Protocol,
 }
 
-/// A directory of the master tree and the hosts that carry it.
+/// A directory of the master tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directory {
     /// Path relative to the master tree, no leading or trailing slash.
     pub path: String,
     /// Appended (after a `/`) to a host-category URL to reach this directory.
     pub subpath: String,
-    /// Public hosts that carry it, sorted.
-    pub global: Vec<HostIdx>,
-    /// Country → public hosts there that carry it; sorted by country.
-    pub by_country: Vec<(Country, Vec<HostIdx>)>,
-    /// Every host that carries it (private ones too) with the host-category
-    /// URLs that reach it; sorted by host.
-    pub by_host: Vec<(HostIdx, Vec<UrlIdx>)>,
+    /// The hosts that carry it: an index in [`Cache::host_sets`].
+    pub hosts: u32,
     /// MirrorManager's "ordered" flag.
     pub ordered: bool,
+}
+
+/// The hosts that carry a directory, grouped the way selection wants them.
+///
+/// Most directories are carried by exactly the same hosts as their
+/// neighbours, so directories refer to a set by index and identical sets
+/// are stored once ([`Cache::normalize`] merges them). Each set is a handful
+/// of flat vectors rather than a vector per host, so a cache of half a
+/// million host entries decodes with a few allocations per set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HostSet {
+    /// Public hosts that carry it, sorted.
+    global: Vec<HostIdx>,
+    /// Countries with public hosts that carry it, sorted, each with the end
+    /// of its hosts in `country_hosts` (its start is the previous end).
+    countries: Vec<(Country, u32)>,
+    /// The hosts of each country in `countries`, each run sorted.
+    country_hosts: Vec<HostIdx>,
+    /// Every host that carries it (private ones too), sorted, each with the
+    /// end of its URLs in `urls`.
+    hosts: Vec<(HostIdx, u32)>,
+    /// The host-category URLs through which each host reaches it.
+    urls: Vec<UrlIdx>,
+}
+
+/// The empty set: what a directory with a dangling set index gets.
+static EMPTY_HOST_SET: HostSet = HostSet {
+    global: Vec::new(),
+    countries: Vec::new(),
+    country_hosts: Vec::new(),
+    hosts: Vec::new(),
+    urls: Vec::new(),
+};
+
+impl HostSet {
+    /// Builds a set from its three lists, in any order: `global`, the
+    /// public hosts; `by_country`, country → public hosts there (a country
+    /// listed twice is merged); `by_host`, every carrying host with the
+    /// URLs that reach the directory (kept in the order given per host).
+    pub fn new(
+        mut global: Vec<HostIdx>,
+        by_country: impl IntoIterator<Item = (Country, Vec<HostIdx>)>,
+        by_host: impl IntoIterator<Item = (HostIdx, Vec<UrlIdx>)>,
+    ) -> HostSet {
+        global.sort_unstable();
+        global.dedup();
+        let mut by_country: Vec<(Country, Vec<HostIdx>)> = by_country.into_iter().collect();
+        by_country.sort_by_key(|(c, _)| *c);
+        let mut countries: Vec<(Country, u32)> = Vec::with_capacity(by_country.len());
+        let mut country_hosts = Vec::new();
+        let mut start = 0;
+        for (c, hosts) in by_country {
+            if countries.last().is_some_and(|(last, _)| *last == c) {
+                countries.pop();
+            } else {
+                start = country_hosts.len();
+            }
+            country_hosts.extend(hosts);
+            country_hosts[start..].sort_unstable();
+            // Dedup the run in place.
+            let mut kept = start;
+            for r in start..country_hosts.len() {
+                if kept == start || country_hosts[r] != country_hosts[kept - 1] {
+                    country_hosts[kept] = country_hosts[r];
+                    kept += 1;
+                }
+            }
+            country_hosts.truncate(kept);
+            countries.push((c, country_hosts.len() as u32));
+        }
+        let mut by_host: Vec<(HostIdx, Vec<UrlIdx>)> = by_host.into_iter().collect();
+        by_host.sort_by_key(|(h, _)| *h);
+        let mut hosts = Vec::with_capacity(by_host.len());
+        let mut urls = Vec::with_capacity(by_host.iter().map(|(_, u)| u.len()).sum());
+        for (h, u) in by_host {
+            urls.extend(u);
+            hosts.push((h, urls.len() as u32));
+        }
+        HostSet {
+            global,
+            countries,
+            country_hosts,
+            hosts,
+            urls,
+        }
+    }
+
+    /// Public hosts that carry the directory, sorted.
+    pub fn global(&self) -> &[HostIdx] {
+        &self.global
+    }
+
+    /// How many countries have public hosts in the set.
+    pub fn country_count(&self) -> usize {
+        self.countries.len()
+    }
+
+    /// The `i`th country (in country order) and its public hosts.
+    pub fn country(&self, i: usize) -> (Country, &[HostIdx]) {
+        let start = if i == 0 { 0 } else { self.countries[i - 1].1 };
+        let (c, end) = self.countries[i];
+        (c, &self.country_hosts[start as usize..end as usize])
+    }
+
+    /// The code of the `i`th country.
+    pub fn country_code(&self, i: usize) -> Country {
+        self.countries[i].0
+    }
+
+    /// The position of `country` among [`HostSet::country`]'s.
+    pub fn country_position(&self, country: Country) -> Option<usize> {
+        self.countries
+            .binary_search_by_key(&country, |(c, _)| *c)
+            .ok()
+    }
+
+    /// Every country and its public hosts, in country order.
+    pub fn by_country(&self) -> impl ExactSizeIterator<Item = (Country, &[HostIdx])> + '_ {
+        (0..self.countries.len()).map(|i| self.country(i))
+    }
+
+    /// How many hosts carry the directory.
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// The `i`th carrying host (in host order).
+    pub fn host(&self, i: usize) -> HostIdx {
+        self.hosts[i].0
+    }
+
+    /// The URLs through which the `i`th carrying host reaches the directory.
+    pub fn urls(&self, i: usize) -> &[UrlIdx] {
+        let start = if i == 0 { 0 } else { self.hosts[i - 1].1 };
+        &self.urls[start as usize..self.hosts[i].1 as usize]
+    }
+
+    /// The position of `host` among the carrying hosts.
+    pub fn host_position(&self, host: HostIdx) -> Option<usize> {
+        self.hosts.binary_search_by_key(&host, |(h, _)| *h).ok()
+    }
+
+    /// Every carrying host with its URLs, in host order.
+    pub fn by_host(&self) -> impl ExactSizeIterator<Item = (HostIdx, &[UrlIdx])> + '_ {
+        (0..self.hosts.len()).map(|i| (self.host(i), self.urls(i)))
+    }
+
+    /// Reorders each host's URLs by `key` (the server puts them in protocol
+    /// preference order).
+    pub fn sort_urls_by_key<K: Ord>(&mut self, mut key: impl FnMut(UrlIdx) -> K) {
+        let mut start = 0;
+        for &(_, end) in &self.hosts {
+            self.urls[start as usize..end as usize].sort_by_key(|&u| key(u));
+            start = end;
+        }
+    }
+
+    /// Whether the runs are well formed (ends rising, within their
+    /// vectors), so that the accessors cannot index out of bounds. Sets
+    /// built with [`HostSet::new`] always are; a decoded one is checked.
+    pub fn is_well_formed(&self) -> bool {
+        fn runs<T>(ends: &[(T, u32)], len: usize) -> bool {
+            let mut prev = 0;
+            ends.iter().all(|&(_, end)| {
+                let ok = prev <= end && end as usize <= len;
+                prev = end;
+                ok
+            })
+        }
+        runs(&self.countries, self.country_hosts.len()) && runs(&self.hosts, self.urls.len())
+    }
+
+    /// The set without references past `hosts` hosts or `urls` URLs, and
+    /// well formed (a malformed set becomes empty).
+    pub fn without_dangling(&self, hosts: usize, urls: usize) -> HostSet {
+        if !self.is_well_formed() {
+            return HostSet::default();
+        }
+        let host_ok = |h: &HostIdx| (*h as usize) < hosts;
+        HostSet::new(
+            self.global.iter().copied().filter(host_ok).collect(),
+            self.by_country()
+                .map(|(c, list)| (c, list.iter().copied().filter(host_ok).collect())),
+            self.by_host().filter(|(h, _)| host_ok(h)).map(|(h, list)| {
+                (
+                    h,
+                    list.iter()
+                        .copied()
+                        .filter(|&u| (u as usize) < urls)
+                        .collect(),
+                )
+            }),
+        )
+    }
+
+    /// Whether the set is well formed and refers to nothing past `hosts`
+    /// hosts and `urls` URLs.
+    pub fn refers_within(&self, hosts: usize, urls: usize) -> bool {
+        let host_ok = |&h: &HostIdx| (h as usize) < hosts;
+        self.is_well_formed()
+            && self.global.iter().all(host_ok)
+            && self.country_hosts.iter().all(host_ok)
+            && self.hosts.iter().all(|(h, _)| host_ok(h))
+            && self.urls.iter().all(|&u| (u as usize) < urls)
+    }
+
+    /// Whether the set has no hosts at all.
+    pub fn is_empty(&self) -> bool {
+        self.global.is_empty() && self.countries.is_empty() && self.hosts.is_empty()
+    }
 }
 
 /// A repository name + architecture mapped to a directory.
@@ -299,6 +507,8 @@ pub struct Summary {
     pub categories: usize,
     /// Directories.
     pub directories: usize,
+    /// Distinct host sets the directories share.
+    pub host_sets: usize,
     /// repo+arch pairs.
     pub repos: usize,
     /// Files with details (current versions).
@@ -311,11 +521,12 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} hosts, {} countries, {} categories, {} directories, {} repositories, {} files ({} alternates)",
+            "{} hosts, {} countries, {} categories, {} directories ({} host sets), {} repositories, {} files ({} alternates)",
             self.hosts,
             self.countries,
             self.categories,
             self.directories,
+            self.host_sets,
             self.repos,
             self.files,
             self.alternates
@@ -341,6 +552,7 @@ impl Cache {
             countries: countries.len(),
             categories: self.categories.len(),
             directories: self.directories.len(),
+            host_sets: self.host_sets.len(),
             repos: self.repos.len(),
             files,
             alternates,
@@ -402,16 +614,7 @@ impl Cache {
         for r in &mut self.repos {
             r.directory = new_index[r.directory as usize];
         }
-        for d in &mut self.directories {
-            d.global.sort_unstable();
-            d.global.dedup();
-            d.by_country.sort_by_key(|(c, _)| *c);
-            for (_, hosts) in &mut d.by_country {
-                hosts.sort_unstable();
-                hosts.dedup();
-            }
-            d.by_host.sort_by_key(|(h, _)| *h);
-        }
+        self.share_host_sets();
         self.repos
             .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
         self.repo_redirects.sort_by(|a, b| a.from.cmp(&b.from));
@@ -431,6 +634,54 @@ impl Cache {
             h.allowed_countries.sort_unstable();
             h.allowed_countries.dedup();
             h.bandwidth = h.bandwidth.max(1);
+        }
+    }
+
+    /// The host set of `dir` (the empty set if its index is dangling).
+    pub fn hosts_of(&self, dir: &Directory) -> &HostSet {
+        self.host_sets
+            .get(dir.hosts as usize)
+            .unwrap_or(&EMPTY_HOST_SET)
+    }
+
+    /// Appends `set` and returns its index, for [`Directory::hosts`].
+    /// Duplicates are fine: [`Cache::normalize`] merges them.
+    pub fn push_host_set(&mut self, set: HostSet) -> u32 {
+        self.host_sets.push(set);
+        (self.host_sets.len() - 1) as u32
+    }
+
+    /// Stores each distinct host set once, in order of first use by the
+    /// (sorted) directories, and drops the unused ones; a dangling index
+    /// gets the empty set. Deterministic, so equal inputs give equal files.
+    fn share_host_sets(&mut self) {
+        let mut old: Vec<Option<HostSet>> = std::mem::take(&mut self.host_sets)
+            .into_iter()
+            .map(Some)
+            .collect();
+        // Old index → new index, once known; content → new index.
+        let mut remap: Vec<Option<u32>> = vec![None; old.len()];
+        let mut seen: std::collections::HashMap<HostSet, u32> = std::collections::HashMap::new();
+        for d in &mut self.directories {
+            let i = d.hosts as usize;
+            if let Some(Some(new)) = remap.get(i) {
+                d.hosts = *new;
+                continue;
+            }
+            let set = old.get_mut(i).and_then(Option::take).unwrap_or_default();
+            let new = match seen.get(&set) {
+                Some(&n) => n,
+                None => {
+                    let n = self.host_sets.len() as u32;
+                    self.host_sets.push(set.clone());
+                    seen.insert(set, n);
+                    n
+                }
+            };
+            if let Some(slot) = remap.get_mut(i) {
+                *slot = Some(new);
+            }
+            d.hosts = new;
         }
     }
 
@@ -482,9 +733,7 @@ mod tests {
         let dir = |p: &str| Directory {
             path: p.into(),
             subpath: p.into(),
-            global: vec![],
-            by_country: vec![],
-            by_host: vec![],
+            hosts: 0,
             ordered: false,
         };
         let mut c = Cache {
@@ -502,5 +751,61 @@ mod tests {
             "b"
         );
         assert_eq!(c.directory("a").unwrap().0, 0);
+    }
+
+    #[test]
+    fn host_sets_are_sorted_merged_and_shared() {
+        let de = Country::parse("DE").unwrap();
+        let fr = Country::parse("FR").unwrap();
+        let set = HostSet::new(
+            vec![3, 1, 3],
+            vec![(fr, vec![3]), (de, vec![2, 1]), (fr, vec![1])],
+            vec![(3, vec![5]), (1, vec![2, 1])],
+        );
+        assert!(set.is_well_formed());
+        assert_eq!(set.global(), [1, 3]);
+        assert_eq!(
+            set.by_country().collect::<Vec<_>>(),
+            [(de, &[1, 2][..]), (fr, &[1, 3][..])]
+        );
+        assert_eq!(
+            set.by_host().collect::<Vec<_>>(),
+            [(1, &[2, 1][..]), (3, &[5][..])]
+        );
+        assert_eq!(set.country_position(fr), Some(1));
+        assert_eq!(set.host_position(3), Some(1));
+        assert_eq!(set.host_position(2), None);
+
+        let dir = |p: &str, hosts: u32| Directory {
+            path: p.into(),
+            subpath: p.into(),
+            hosts,
+            ordered: false,
+        };
+        let mut c = Cache {
+            directories: vec![dir("c", 0), dir("b", 1), dir("a", 2), dir("d", 9)],
+            host_sets: vec![set.clone(), HostSet::default(), set.clone(), set.clone()],
+            ..Cache::default()
+        };
+        c.normalize();
+        // a (old 2) first, then b (old 1, empty), c (old 0, equal to a's),
+        // d (dangling: empty).
+        assert_eq!(c.host_sets, [set.clone(), HostSet::default()]);
+        let ids: Vec<u32> = c.directories.iter().map(|d| d.hosts).collect();
+        assert_eq!(ids, [0, 1, 0, 1]);
+        let again = c.clone();
+        c.normalize();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn malformed_host_sets_are_emptied() {
+        let mut set = HostSet::new(vec![0, 7], vec![], vec![(0, vec![1, 9]), (8, vec![0])]);
+        let clean = set.without_dangling(2, 5);
+        assert_eq!(clean.global(), [0]);
+        assert_eq!(clean.by_host().collect::<Vec<_>>(), [(0, &[1][..])]);
+        set.hosts[0].1 = 40;
+        assert!(!set.is_well_formed());
+        assert!(set.without_dangling(2, 5).is_empty());
     }
 }

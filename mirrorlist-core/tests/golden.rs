@@ -1,18 +1,18 @@
 //! A cache file written by an earlier build must still decode, or be refused
 //! with a clear version error once the format has moved on.
 //!
-//! `tests/data/golden-v1.cache` was built by `cache-builder` from
-//! `cache-builder/tests/fixtures/golden/mirrors.toml` with fixed build and
-//! file times. To regenerate it (only when that description changes), run
-//! from the workspace root:
+//! `tests/data/golden-vN.cache` was built by `cache-builder` (the one of
+//! format version N) from `cache-builder/tests/fixtures/golden/mirrors.toml`
+//! with fixed build and file times. To regenerate the current version's file
+//! (only when that description changes), run from the workspace root:
 //!
 //! ```sh
 //! sh cache-builder/tests/fixtures/golden/regenerate.sh
 //! ```
 //!
-//! When `FORMAT_VERSION` is bumped, keep this file as it is (it proves old
-//! files are refused, not misread) and add a `golden-vN.cache` and a test for
-//! the new version beside it.
+//! When `FORMAT_VERSION` is bumped, keep the old files as they are (they
+//! prove old files are refused, not misread) and add a `golden-vN.cache` and
+//! a test for the new version beside them.
 
 use std::path::Path;
 
@@ -20,25 +20,40 @@ use mirrorlist_core::cachefile::{self, CacheFileError, FORMAT_VERSION};
 use mirrorlist_core::model::{Country, Families, Protocol};
 
 const GOLDEN_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v1.cache");
+const GOLDEN_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v2.cache");
 
 fn cc(s: &str) -> Country {
     Country::parse(s).unwrap()
 }
 
+/// Version 1 stored every directory's host lists inline; version 2 stores
+/// each distinct host set once. A version 1 file is refused by version,
+/// with its header still readable.
 #[test]
-fn golden_v1_decodes_or_is_refused_by_version() {
+fn golden_v1_is_refused_by_version() {
     let bytes = std::fs::read(Path::new(GOLDEN_V1)).unwrap();
-    if FORMAT_VERSION != 1 {
+    let err = cachefile::decode(&bytes).unwrap_err();
+    assert!(
+        matches!(err, CacheFileError::Version { found: 1, supported } if supported == FORMAT_VERSION),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rebuild the cache"), "{err}");
+}
+
+#[test]
+fn golden_v2_decodes_or_is_refused_by_version() {
+    let bytes = std::fs::read(Path::new(GOLDEN_V2)).unwrap();
+    if FORMAT_VERSION != 2 {
         let err = cachefile::decode(&bytes).unwrap_err();
         assert!(
-            matches!(err, CacheFileError::Version { found: 1, supported } if supported == FORMAT_VERSION),
+            matches!(err, CacheFileError::Version { found: 2, supported } if supported == FORMAT_VERSION),
             "{err}"
         );
         return;
     }
 
     let header = cachefile::read_header(&bytes).unwrap();
-    assert_eq!(header.version, 1);
+    assert_eq!(header.version, 2);
     assert_eq!(header.built_at, 1_700_000_000);
     let c = cachefile::decode(&bytes).unwrap();
     assert_eq!(c.built_at, 1_700_000_000);
@@ -86,11 +101,22 @@ fn golden_v1_decodes_or_is_refused_by_version() {
     let f42 = dir("fedora-42");
     assert_eq!(f42.path, "fedora/linux/releases/42/Everything/x86_64/os");
     assert_eq!(f42.subpath, "releases/42/Everything/x86_64/os");
-    assert_eq!(f42.global, [0]);
-    assert_eq!(f42.by_country, [(cc("DE"), vec![0])]);
-    assert_eq!(f42.by_host, [(0, vec![0, 1]), (1, vec![2])]);
     assert!(f42.ordered);
-    assert_eq!(dir("fedora-rawhide").by_host, [(0, vec![0, 1])]);
+    let set = c.hosts_of(f42);
+    assert_eq!(set.global(), [0]);
+    assert_eq!(set.by_country().collect::<Vec<_>>(), [(cc("DE"), &[0][..])]);
+    assert_eq!(
+        set.by_host().collect::<Vec<_>>(),
+        [(0, &[0, 1][..]), (1, &[2][..])]
+    );
+    assert_eq!(
+        c.hosts_of(dir("fedora-rawhide"))
+            .by_host()
+            .collect::<Vec<_>>(),
+        [(0, &[0, 1][..])]
+    );
+    // Two directories with different hosts: two sets.
+    assert_eq!(c.host_sets.len(), 2);
 
     assert_eq!(c.repo_redirects.len(), 1);
     assert_eq!(

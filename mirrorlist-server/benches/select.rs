@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mirrorlist_core::model::{
-    Cache, Country, Directory, DirectoryFiles, FileDetails, FileEntry, Host, HostIdx, HostUrl,
-    Protocol, Repo,
+    Cache, Country, Directory, DirectoryFiles, FileDetails, FileEntry, Host, HostIdx, HostSet,
+    HostUrl, Protocol, Repo,
 };
 use mirrorlist_core::protocol::{Endpoint, Request};
 use mirrorlist_server::asn::AsnTable;
@@ -203,27 +203,25 @@ fn fedora_scale_cache() -> Cache {
         }
     }
 
-    let directory = |cache: &Cache, path: String, subpath: String, hosts: &[HostIdx]| {
-        let mut d = Directory {
-            path,
-            subpath,
-            global: Vec::new(),
-            by_country: Vec::new(),
-            by_host: Vec::new(),
-            ordered: true,
-        };
+    let directory = |cache: &mut Cache, path: String, subpath: String, hosts: &[HostIdx]| {
+        let mut global = Vec::new();
+        let mut by_country = Vec::new();
+        let mut by_host = Vec::new();
         for &h in hosts {
             let host = &cache.hosts[h as usize];
-            d.by_host.push((h, host_urls[h as usize].clone()));
+            by_host.push((h, host_urls[h as usize].clone()));
             if !host.private {
-                d.global.push(h);
-                match d.by_country.iter_mut().find(|(c, _)| *c == host.country) {
-                    Some((_, l)) => l.push(h),
-                    None => d.by_country.push((host.country, vec![h])),
-                }
+                global.push(h);
+                by_country.push((host.country, vec![h]));
             }
         }
-        d
+        let hosts = cache.push_host_set(HostSet::new(global, by_country, by_host));
+        Directory {
+            path,
+            subpath,
+            hosts,
+            ordered: true,
+        }
     };
 
     let n = cache.hosts.len() as u32;
@@ -253,7 +251,7 @@ fn fedora_scale_cache() -> Cache {
     for (sub, repo, arch) in &primaries {
         let carriers: Vec<HostIdx> = (0..n).filter(|_| rng.random_bool(0.85)).collect();
         let dir = directory(
-            &cache,
+            &mut cache,
             format!("pub/fedora/linux/{sub}"),
             sub.clone(),
             &carriers,
@@ -265,7 +263,7 @@ fn fedora_scale_cache() -> Cache {
         });
         cache.directories.push(dir);
         let rd = directory(
-            &cache,
+            &mut cache,
             format!("pub/fedora/linux/{sub}/repodata"),
             format!("{sub}/repodata"),
             &carriers,
@@ -291,7 +289,7 @@ fn fedora_scale_cache() -> Cache {
             tail.sort_unstable();
             tail.dedup();
             let psub = format!("{sub}/Packages/{p:02}");
-            let dir = directory(&cache, format!("pub/fedora/linux/{psub}"), psub, &tail);
+            let dir = directory(&mut cache, format!("pub/fedora/linux/{psub}"), psub, &tail);
             cache.directories.push(dir);
         }
     }

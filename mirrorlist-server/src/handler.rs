@@ -236,12 +236,7 @@ fn resolve_path<'a>(
         return Ok(Resolved {
             head,
             dir: d,
-            target: Target {
-                dir: index.directory(d),
-                slots: index.slots(d),
-                extra: "",
-                file: None,
-            },
+            target: index.target(d, "", None),
             file: None,
         });
     }
@@ -266,12 +261,7 @@ fn resolve_path<'a>(
     Ok(Resolved {
         head,
         dir: d,
-        target: Target {
-            dir: index.directory(d),
-            slots: index.slots(d),
-            extra: "",
-            file: Some(name),
-        },
+        target: index.target(d, "", Some(name)),
         file,
     })
 }
@@ -302,12 +292,7 @@ fn resolve_repo<'a>(
         return Ok(Resolved {
             head,
             dir: d,
-            target: Target {
-                dir: index.directory(d),
-                slots: index.slots(d),
-                extra: "",
-                file: None,
-            },
+            target: index.target(d, "", None),
             file: None,
         });
     }
@@ -328,12 +313,7 @@ fn resolve_repo<'a>(
     Ok(Resolved {
         head,
         dir,
-        target: Target {
-            dir: index.directory(dir),
-            slots: index.slots(dir),
-            extra,
-            file: Some("repomd.xml"),
-        },
+        target: index.target(dir, extra, Some("repomd.xml")),
         file: Some(file),
     })
 }
@@ -399,9 +379,7 @@ mod tests {
             ("62.0.0.0/8".parse().unwrap(), cc("AT")),
         ]);
         let asn = AsnTable::parse("194.25.0.0/16 3320\n").unwrap();
-        let mut c = w.cache.clone();
-        c.normalize();
-        State::new(c, Some(Box::new(geo)), Some(asn), 5)
+        State::new(w.built(), Some(Box::new(geo)), Some(asn), 5)
     }
 
     fn call(s: &State, r: &Request) -> (Reply, Option<AccessRecord>) {
@@ -565,12 +543,15 @@ mod tests {
     fn metalink_private_hosts_and_repodata_directory() {
         let mut w = world();
         // The cache lists the repodata directory with only the private host.
+        let hosts = w.cache.push_host_set(mirrorlist_core::model::HostSet::new(
+            vec![],
+            [],
+            [(2, vec![3])],
+        ));
         w.cache.directories.push(mirrorlist_core::model::Directory {
             path: "pub/os/repodata".into(),
             subpath: "os/repodata".into(),
-            global: vec![],
-            by_country: vec![],
-            by_host: vec![(2, vec![3])],
+            hosts,
             ordered: true,
         });
         let s = state(&w);

@@ -12,9 +12,11 @@
 //! - a dense country → continent table (with the overrides applied);
 //! - each host's URLs for a directory ordered by protocol preference (https,
 //!   http, ftp, rsync), so the plain list takes the first usable one;
-//! - per directory, its public host lists (global, by country) as positions
-//!   in `by_host` ("slots"), with a bit mask of the protocols each slot
-//!   offers, so selection neither searches `by_host` nor scans URL lists;
+//! - per host set (the cache stores each distinct set of carrying hosts
+//!   once, and directories refer to one), its public host lists (global,
+//!   by country) as positions among its carrying hosts ("slots"), with a
+//!   bit mask of the protocols each slot offers, so selection neither
+//!   searches the carrying hosts nor scans URL lists;
 //! - per host, a flags byte (private, restricted, address families), so the
 //!   admission test reads one byte instead of a `Host`;
 //! - each repository directory's `repodata` subdirectory, for metalinks;
@@ -32,7 +34,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use mirrorlist_core::model::{Cache, Country, Directory, Families, FileEntry, HostIdx, Protocol};
+use mirrorlist_core::model::{
+    Cache, Country, Directory, Families, FileEntry, HostIdx, HostSet, Protocol,
+};
 use prefix_trie::PrefixMap;
 
 use crate::query::ProtocolSet;
@@ -114,23 +118,23 @@ fn list_hash(list: &ContinentList) -> u64 {
     })
 }
 
-/// A directory's host lists as positions in its `by_host`.
+/// A host set's lists as positions among its carrying hosts (slots).
 #[derive(Clone, Debug, Default)]
 pub struct DirSlots {
-    /// Protocols offered by each `by_host` entry (a [`ProtocolSet`] mask).
+    /// Protocols offered by each carrying host (a [`ProtocolSet`] mask).
     pub protocols: Vec<ProtocolSet>,
-    /// The plain list's URL of each `by_host` entry: the first of https,
+    /// The plain list's URL of each carrying host: the first of https,
     /// http, ftp; `u32::MAX` for a host with rsync only (never listed).
     pub plain: Vec<u32>,
     /// `global` as slots.
     pub global: Vec<u32>,
-    /// `by_country` as slots, in the same order as `by_country`.
+    /// The set's countries' hosts as slots, in country order.
     pub by_country: Vec<Vec<u32>>,
-    /// The positions in `by_country` of the countries that have a
+    /// The positions among the set's countries of those that have a
     /// continent, with its id, sorted by continent and then position: a
-    /// continent's countries are one contiguous run, in `by_country` order.
-    /// Shared between the directories with the same list (most have the
-    /// same countries), so it costs next to no memory.
+    /// continent's countries are one contiguous run, in country order.
+    /// Shared between the sets with the same list (most have the same
+    /// countries), so it costs next to no memory.
     pub by_continent: Arc<ContinentList>,
 }
 
@@ -152,7 +156,7 @@ pub struct Index {
     inv_bandwidth: Vec<f64>,
     /// [`PRIVATE`] | [`RESTRICTED`] | [`NO_IPV4`] | [`NO_IPV6`] per host.
     flags: Vec<u8>,
-    /// Per directory.
+    /// Per host set.
     slots: Vec<DirSlots>,
     /// Per host URL: `    <url protocol="P" type="P" location="CC" preference="`.
     url_open: Vec<Box<str>>,
@@ -200,13 +204,11 @@ impl Index {
     pub fn new(mut cache: Cache) -> Index {
         sanitize(&mut cache);
 
-        // Order every host's URLs for every directory by protocol
-        // preference once, so that serving takes the first usable one.
+        // Order every host's URLs by protocol preference once, so that
+        // serving takes the first usable one.
         let urls = &cache.host_urls;
-        for d in &mut cache.directories {
-            for (_, list) in &mut d.by_host {
-                list.sort_by_key(|&u| (urls[u as usize].protocol, u));
-            }
+        for set in &mut cache.host_sets {
+            set.sort_urls_by_key(|u| (urls[u as usize].protocol, u));
         }
 
         let mut repos: HashMap<Box<str>, Vec<(Box<str>, u32)>> = HashMap::new();
@@ -317,27 +319,26 @@ impl Index {
                 f
             })
             .collect();
-        // Continent lists are shared: directories in a row usually have the
-        // same countries (compared first, cheaply), else the list is looked
-        // up among those built so far.
+        // Continent lists are shared: sets in a row usually have the same
+        // countries (compared first, cheaply), else the list is looked up
+        // among those built so far.
         let mut shared: SharedLists = HashMap::new();
-        let mut prev: Option<(&Directory, Arc<ContinentList>)> = None;
+        let mut prev: Option<(&HostSet, Arc<ContinentList>)> = None;
         let mut scratch = Vec::new();
         let slots = cache
-            .directories
+            .host_sets
             .iter()
-            .map(|d| {
+            .map(|set| {
                 let list = match &prev {
                     Some((p, list))
-                        if p.by_country
-                            .iter()
-                            .map(|(c, _)| c)
-                            .eq(d.by_country.iter().map(|(c, _)| c)) =>
+                        if (0..p.country_count())
+                            .map(|i| p.country_code(i))
+                            .eq((0..set.country_count()).map(|i| set.country_code(i))) =>
                     {
                         Arc::clone(list)
                     }
                     _ => {
-                        by_continent(d, &continent, &mut scratch);
+                        by_continent(set, &continent, &mut scratch);
                         let bucket = shared.entry(list_hash(&scratch)).or_default();
                         match bucket.iter().find(|l| ***l == *scratch) {
                             Some(l) => Arc::clone(l),
@@ -349,8 +350,8 @@ impl Index {
                         }
                     }
                 };
-                prev = Some((d, Arc::clone(&list)));
-                dir_slots(&cache, d, list)
+                prev = Some((set, Arc::clone(&list)));
+                dir_slots(&cache, set, list)
             })
             .collect();
         let mut url_open = Vec::with_capacity(cache.host_urls.len());
@@ -457,6 +458,29 @@ impl Index {
         &self.cache.directories[dir as usize]
     }
 
+    /// The hosts that carry directory `dir`.
+    pub fn hosts(&self, dir: u32) -> &HostSet {
+        // `sanitize` left no dangling set index.
+        &self.cache.host_sets[self.directory(dir).hosts as usize]
+    }
+
+    /// What an answer for directory `dir` points at: the directory itself,
+    /// or `extra` appended to it, or `file` in it.
+    pub fn target<'a>(
+        &'a self,
+        dir: u32,
+        extra: &'a str,
+        file: Option<&'a str>,
+    ) -> crate::render::Target<'a> {
+        crate::render::Target {
+            dir: self.directory(dir),
+            hosts: self.hosts(dir),
+            slots: self.slots(dir),
+            extra,
+            file,
+        }
+    }
+
     /// The `repodata` subdirectory of `dir`, if the cache lists it.
     pub fn repodata(&self, dir: u32) -> Option<u32> {
         self.repodata[dir as usize]
@@ -504,9 +528,9 @@ impl Index {
         self.flags[host as usize]
     }
 
-    /// The slot tables of directory `dir`.
+    /// The slot tables of directory `dir`'s host set.
     pub fn slots(&self, dir: u32) -> &DirSlots {
-        &self.slots[dir as usize]
+        &self.slots[self.directory(dir).hosts as usize]
     }
 
     /// The opening of a metalink `<url>` element for host URL `u`, up to the
@@ -544,51 +568,45 @@ impl Index {
     }
 }
 
-/// Builds the slot tables of `d`. Public hosts missing from `by_host` are
-/// left out: selection only lists hosts that carry the directory.
-fn dir_slots(cache: &Cache, d: &Directory, by_continent: Arc<ContinentList>) -> DirSlots {
-    let slot = |h: &HostIdx| {
-        d.by_host
-            .binary_search_by_key(h, |(h, _)| *h)
-            .ok()
-            .map(|s| s as u32)
-    };
+/// Builds the slot tables of `set`. Public hosts that are not among its
+/// carrying hosts are left out: selection only lists hosts that carry the
+/// directory.
+fn dir_slots(cache: &Cache, set: &HostSet, by_continent: Arc<ContinentList>) -> DirSlots {
+    let slot = |h: &HostIdx| set.host_position(*h).map(|s| s as u32);
+    let protocol = |u: u32| cache.host_urls[u as usize].protocol;
     DirSlots {
-        protocols: d
-            .by_host
-            .iter()
-            .map(|(_, urls)| {
-                urls.iter().fold(ProtocolSet::EMPTY, |set, &u| {
-                    set.with(cache.host_urls[u as usize].protocol)
-                })
+        protocols: (0..set.host_count())
+            .map(|i| {
+                set.urls(i)
+                    .iter()
+                    .fold(ProtocolSet::EMPTY, |acc, &u| acc.with(protocol(u)))
             })
             .collect(),
-        plain: d
-            .by_host
-            .iter()
-            .map(|(_, urls)| {
+        plain: (0..set.host_count())
+            .map(|i| {
                 // URLs are already in protocol preference order.
-                urls.iter()
+                set.urls(i)
+                    .iter()
                     .copied()
-                    .find(|&u| ProtocolSet::PLAIN.contains(cache.host_urls[u as usize].protocol))
+                    .find(|&u| ProtocolSet::PLAIN.contains(protocol(u)))
                     .unwrap_or(u32::MAX)
             })
             .collect(),
-        global: d.global.iter().filter_map(slot).collect(),
-        by_country: d
-            .by_country
-            .iter()
+        global: set.global().iter().filter_map(slot).collect(),
+        by_country: set
+            .by_country()
             .map(|(_, hosts)| hosts.iter().filter_map(slot).collect())
             .collect(),
         by_continent,
     }
 }
 
-/// [`DirSlots::by_continent`] of `d`, given the continent table, into `out`.
-fn by_continent(d: &Directory, continent: &[u8], out: &mut Vec<(u8, u16)>) {
+/// [`DirSlots::by_continent`] of `set`, given the continent table, into
+/// `out`.
+fn by_continent(set: &HostSet, continent: &[u8], out: &mut Vec<(u8, u16)>) {
     out.clear();
-    out.extend(d.by_country.iter().enumerate().filter_map(|(i, (c, _))| {
-        let id = continent[country_slot(*c)?];
+    out.extend((0..set.country_count()).filter_map(|i| {
+        let id = continent[country_slot(set.country_code(i))?];
         // Positions past u16 cannot occur (26×26 country codes).
         (id != NO_CONTINENT).then_some((id, u16::try_from(i).ok()?))
     }));
@@ -600,20 +618,15 @@ fn sanitize(cache: &mut Cache) {
     let hosts = cache.hosts.len();
     let urls = cache.host_urls.len();
     let dirs = cache.directories.len();
-    let host_ok = |h: &HostIdx| (*h as usize) < hosts;
-    for d in &mut cache.directories {
-        d.global.retain(host_ok);
-        for (_, list) in &mut d.by_country {
-            list.retain(host_ok);
-        }
-        d.by_host.retain(|(h, _)| host_ok(h));
-        for (_, list) in &mut d.by_host {
-            list.retain(|&u| (u as usize) < urls);
+    for set in &mut cache.host_sets {
+        if !set.refers_within(hosts, urls) {
+            *set = set.without_dangling(hosts, urls);
         }
     }
     cache.repos.retain(|r| (r.directory as usize) < dirs);
     // Lookups below rely on the orders `normalize` establishes; it is
-    // idempotent, so a cache that is already normalized costs one pass.
+    // idempotent, so a cache that is already normalized costs one pass. It
+    // also points directories with a dangling set index at an empty set.
     cache.normalize();
 }
 
@@ -640,16 +653,28 @@ pub(crate) mod tests {
 
     #[test]
     fn dangling_references_are_dropped() {
+        let de = Country::parse("DE").unwrap();
         let cache = Cache {
             hosts: vec![host("DE")],
-            directories: vec![Directory {
-                path: "a".into(),
-                subpath: "a".into(),
-                global: vec![0, 7],
-                by_country: vec![(Country::parse("DE").unwrap(), vec![0, 9])],
-                by_host: vec![(0, vec![3]), (5, vec![])],
-                ordered: false,
-            }],
+            directories: vec![
+                Directory {
+                    path: "a".into(),
+                    subpath: "a".into(),
+                    hosts: 0,
+                    ordered: false,
+                },
+                Directory {
+                    path: "b".into(),
+                    subpath: "b".into(),
+                    hosts: 8,
+                    ordered: false,
+                },
+            ],
+            host_sets: vec![HostSet::new(
+                vec![0, 7],
+                [(de, vec![0, 9])],
+                [(0, vec![3]), (5, vec![])],
+            )],
             repos: vec![
                 Repo {
                     name: "r".into(),
@@ -665,10 +690,12 @@ pub(crate) mod tests {
             ..Cache::default()
         };
         let idx = Index::new(cache);
-        let d = idx.directory(0);
-        assert_eq!(d.global, vec![0]);
-        assert_eq!(d.by_country[0].1, vec![0]);
-        assert_eq!(d.by_host, vec![(0, vec![])]);
+        let set = idx.hosts(0);
+        assert_eq!(set.global(), [0]);
+        assert_eq!(set.by_country().collect::<Vec<_>>(), [(de, &[0][..])]);
+        assert_eq!(set.by_host().collect::<Vec<_>>(), [(0, &[][..])]);
+        assert!(idx.hosts(1).is_empty());
+        assert_eq!(idx.slots(1).global, Vec::<u32>::new());
         assert_eq!(idx.repo("r", "x"), Some(0));
         assert_eq!(idx.repo("bad", "x"), None);
     }

@@ -32,7 +32,7 @@
 
 use std::fmt::Write as _;
 
-use mirrorlist_core::model::{Directory, FileDetails, FileEntry, Protocol};
+use mirrorlist_core::model::{Directory, FileDetails, FileEntry, HostSet, Protocol};
 
 use crate::index::{DirSlots, Index, PRIVATE};
 use crate::query::ProtocolSet;
@@ -62,6 +62,8 @@ pub enum Head<'a> {
 pub struct Target<'a> {
     /// The directory whose subpath is appended.
     pub dir: &'a Directory,
+    /// The hosts that carry it.
+    pub hosts: &'a HostSet,
     /// Its slot tables.
     pub slots: &'a DirSlots,
     /// Appended after the subpath, e.g. `/repodata` when the cache lacks the
@@ -185,8 +187,9 @@ fn preferred<'a>(
     allowed: ProtocolSet,
 ) -> Option<&'a str> {
     // `Index` ordered each host's URLs by protocol preference.
-    let u = target.dir.by_host[slot as usize]
-        .1
+    let u = target
+        .hosts
+        .urls(slot as usize)
         .iter()
         .copied()
         .find(|&u| allowed.contains(index.url_protocol(u)))?;
@@ -375,7 +378,7 @@ pub fn metalink_capacity(
     let urls: usize = sel
         .picks
         .iter()
-        .map(|p| target.dir.by_host[p.slot as usize].1.len())
+        .map(|p| target.hosts.urls(p.slot as usize).len())
         .sum();
     n + urls * line
 }
@@ -412,7 +415,7 @@ pub fn metalink(
     let mut preference = 100u32;
     for pick in &sel.picks {
         let private = index.flags(pick.host) & PRIVATE != 0;
-        for &u in &target.dir.by_host[pick.slot as usize].1 {
+        for &u in target.hosts.urls(pick.slot as usize) {
             if !sel.protocols.contains(index.url_protocol(u)) {
                 continue;
             }

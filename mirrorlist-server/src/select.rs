@@ -55,7 +55,7 @@
 
 use std::net::IpAddr;
 
-use mirrorlist_core::model::{Country, Directory, HostIdx};
+use mirrorlist_core::model::{Country, HostIdx, HostSet};
 use rand::rngs::SmallRng;
 use rand::Rng;
 use rand_distr::Exp1;
@@ -199,7 +199,7 @@ pub fn select(
 
 struct Ctx<'a> {
     index: &'a Index,
-    dir: &'a Directory,
+    hosts: &'a HostSet,
     slots: &'a DirSlots,
     loc: &'a Location,
     mask: ProtocolSet,
@@ -211,7 +211,7 @@ impl Ctx<'_> {
     /// Whether the host in `slot` may join a tier. `public` tiers are
     /// country, continent and global.
     fn admit(&self, slot: u32, public: bool, seen: &[u64]) -> bool {
-        let h = self.dir.by_host[slot as usize].0;
+        let h = self.hosts.host(slot as usize);
         if seen[h as usize / 64] & (1 << (h % 64)) != 0 {
             return false;
         }
@@ -255,7 +255,7 @@ impl Ctx<'_> {
                 break;
             }
             if self.admit(slot, public, &out.seen) {
-                let h = self.dir.by_host[slot as usize].0;
+                let h = self.hosts.host(slot as usize);
                 out.seen[h as usize / 64] |= 1 << (h % 64);
                 // An Exp(1) variate (ziggurat: no logarithm in the common
                 // case) scaled by 1/bandwidth is Exp(bandwidth): finite
@@ -273,7 +273,7 @@ impl Ctx<'_> {
     /// hosts may or may not carry the directory).
     fn gather_hosts(&self, hosts: &[HostIdx], rng: &mut SmallRng, out: &mut Selection) {
         for &h in hosts {
-            if let Ok(slot) = self.dir.by_host.binary_search_by_key(&h, |(h, _)| *h) {
+            if let Some(slot) = self.hosts.host_position(h) {
                 self.gather(&[slot as u32], false, rng, out);
             }
         }
@@ -293,9 +293,8 @@ impl Ctx<'_> {
 
     /// The slots of the public hosts of country `c`.
     fn country_slots(&self, c: Country) -> &[u32] {
-        self.dir
-            .by_country
-            .binary_search_by_key(&c, |(c, _)| *c)
+        self.hosts
+            .country_position(c)
             .map_or(&[], |i| self.slots.by_country[i].as_slice())
     }
 
@@ -308,18 +307,19 @@ impl Ctx<'_> {
         rng: &mut SmallRng,
         out: &mut Selection,
     ) {
-        for (i, (c, _)) in self.dir.by_country.iter().enumerate() {
-            if Some(*c) == skip {
+        for i in 0..self.hosts.country_count() {
+            let c = self.hosts.country_code(i);
+            if Some(c) == skip {
                 continue;
             }
-            let Some(id) = self.index.continent(*c) else {
+            let Some(id) = self.index.continent(c) else {
                 continue;
             };
             if continents[usize::from(id) / 64] & (1 << (id % 64)) == 0 {
                 continue;
             }
             if self.gather(&self.slots.by_country[i], true, rng, out) > 0 {
-                out.notes.push(Note::Country(*c));
+                out.notes.push(Note::Country(c));
             }
         }
     }
@@ -332,7 +332,7 @@ impl Ctx<'_> {
         let start = list.partition_point(|&(c, _)| c < id);
         let end = start + list[start..].partition_point(|&(c, _)| c == id);
         for &(_, i) in &list[start..end] {
-            let c = self.dir.by_country[usize::from(i)].0;
+            let c = self.hosts.country_code(usize::from(i));
             if c == skip {
                 continue;
             }
@@ -362,7 +362,7 @@ fn run(
         .resize(index.cache().hosts.len().div_ceil(64).max(1), 0);
     let ctx = Ctx {
         index,
-        dir: index.directory(dir),
+        hosts: index.hosts(dir),
         slots: index.slots(dir),
         loc,
         mask,
@@ -456,9 +456,13 @@ pub(crate) mod tests {
     }
 
     /// A cache builder for tests: hosts with one https URL each, all
-    /// carrying directory `d` (index 0).
+    /// carrying directory `d` (index 0), whose host set (index 0) is kept
+    /// as plain lists until [`World::built`].
     pub(crate) struct World {
         pub cache: Cache,
+        pub global: Vec<HostIdx>,
+        pub by_country: Vec<(Country, Vec<HostIdx>)>,
+        pub by_host: Vec<(HostIdx, Vec<u32>)>,
     }
 
     impl World {
@@ -476,14 +480,13 @@ pub(crate) mod tests {
             World {
                 cache: Cache {
                     built_at: 1_700_000_000,
-                    directories: vec![Directory {
+                    directories: vec![mirrorlist_core::model::Directory {
                         path: "pub/os".into(),
                         subpath: "os".into(),
-                        global: vec![],
-                        by_country: vec![],
-                        by_host: vec![],
+                        hosts: 0,
                         ordered: true,
                     }],
+                    host_sets: vec![HostSet::default()],
                     repos: vec![mirrorlist_core::model::Repo {
                         name: "fedora-42".into(),
                         arch: "x86_64".into(),
@@ -495,7 +498,22 @@ pub(crate) mod tests {
                         .collect(),
                     ..Cache::default()
                 },
+                global: Vec::new(),
+                by_country: Vec::new(),
+                by_host: Vec::new(),
             }
+        }
+
+        /// The cache, with directory 0's host set built and normalized.
+        pub fn built(&self) -> Cache {
+            let mut c = self.cache.clone();
+            c.host_sets[0] = HostSet::new(
+                self.global.clone(),
+                self.by_country.clone(),
+                self.by_host.clone(),
+            );
+            c.normalize();
+            c
         }
 
         /// Adds a host in `country` serving `urls` for directory 0; returns
@@ -519,14 +537,10 @@ pub(crate) mod tests {
                     protocol: Protocol::of_url(u).unwrap(),
                 });
             }
-            let d = &mut self.cache.directories[0];
-            d.by_host.push((idx, url_idx));
+            self.by_host.push((idx, url_idx));
             if !h.private {
-                d.global.push(idx);
-                match d.by_country.iter_mut().find(|(c, _)| *c == h.country) {
-                    Some((_, l)) => l.push(idx),
-                    None => d.by_country.push((h.country, vec![idx])),
-                }
+                self.global.push(idx);
+                self.by_country.push((h.country, vec![idx]));
             }
             self.cache.hosts.push(h);
             idx
@@ -540,9 +554,7 @@ pub(crate) mod tests {
         }
 
         pub fn index(&self) -> Index {
-            let mut c = self.cache.clone();
-            c.normalize();
-            Index::new(c)
+            Index::new(self.built())
         }
     }
 
@@ -982,7 +994,7 @@ pub(crate) mod tests {
         let carrier = w.simple("DE");
         let other = w.simple("DE");
         // Listed by country but not in by_host: a damaged or stale grouping.
-        w.cache.directories[0].by_host.retain(|(h, _)| *h != other);
+        w.by_host.retain(|(h, _)| *h != other);
         w.cache.hosts[other as usize].netblocks = vec!["10.0.0.0/8".parse().unwrap()];
         let idx = w.index();
         let ask = Ask {

@@ -30,14 +30,9 @@ pub fn cache(generation: u64) -> Cache {
         }],
         ..Cache::default()
     };
-    let mut dir = Directory {
-        path: DIR.into(),
-        subpath: "releases/42/Everything/x86_64/os".into(),
-        global: vec![],
-        by_country: vec![],
-        by_host: vec![],
-        ordered: true,
-    };
+    let mut global = Vec::new();
+    let mut by_country = Vec::new();
+    let mut by_host = Vec::new();
     for (i, (name, cc)) in hosts.iter().enumerate() {
         let country = Country::parse(cc).expect("fixture country");
         c.hosts.push(Host {
@@ -58,14 +53,17 @@ pub fn cache(generation: u64) -> Cache {
             url: format!("https://{name}.g{generation}.example/fedora/linux"),
             protocol: Protocol::Https,
         });
-        dir.global.push(i as u32);
-        dir.by_host.push((i as u32, vec![i as u32]));
-        match dir.by_country.iter_mut().find(|(cc, _)| *cc == country) {
-            Some((_, list)) => list.push(i as u32),
-            None => dir.by_country.push((country, vec![i as u32])),
-        }
+        global.push(i as u32);
+        by_host.push((i as u32, vec![i as u32]));
+        by_country.push((country, vec![i as u32]));
     }
-    c.directories.push(dir);
+    let hosts = c.push_host_set(HostSet::new(global, by_country, by_host));
+    c.directories.push(Directory {
+        path: DIR.into(),
+        subpath: "releases/42/Everything/x86_64/os".into(),
+        hosts,
+        ordered: true,
+    });
     c.repos.push(Repo {
         name: REPO.into(),
         arch: ARCH.into(),

@@ -224,12 +224,8 @@ struct Model<'a> {
 
 impl Model<'_> {
     fn urls(&self, h: HostIdx) -> Option<&[UrlIdx]> {
-        let i = self
-            .dir
-            .by_host
-            .binary_search_by_key(&h, |(h, _)| *h)
-            .ok()?;
-        Some(&self.dir.by_host[i].1)
+        let set = self.cache.hosts_of(self.dir);
+        Some(set.urls(set.host_position(h)?))
     }
 
     fn admit(&self, h: HostIdx, public: bool) -> bool {
@@ -325,18 +321,18 @@ impl Model<'_> {
         let Some(country) = self.client.country else {
             return out;
         };
-        let dir = self.dir;
-        if let Some(i) = dir.by_country.iter().position(|(c, _)| *c == country) {
+        let set = cache.hosts_of(self.dir);
+        if let Some(i) = set.country_position(country) {
             let mut tier = BTreeSet::new();
-            if self.gather(&dir.by_country[i].1, true, &mut tier) > 0 {
+            if self.gather(set.country(i).1, true, &mut tier) > 0 {
                 out.notes.push_str(&format!("country = {country} "));
                 out.tiers.push((format!("country {country}"), tier));
             }
         }
         if let Some(continent) = cache.continent_of(country) {
             let mut tier = BTreeSet::new();
-            for (c, hosts) in &dir.by_country {
-                if *c == country || cache.continent_of(*c) != Some(continent) {
+            for (c, hosts) in set.by_country() {
+                if c == country || cache.continent_of(c) != Some(continent) {
                     continue;
                 }
                 if self.gather(hosts, true, &mut tier) > 0 {
@@ -349,7 +345,7 @@ impl Model<'_> {
         }
         if self.seen.len() < MINIMUM {
             let mut tier = BTreeSet::new();
-            self.gather(&dir.global, true, &mut tier);
+            self.gather(set.global(), true, &mut tier);
             out.notes.push_str("country = global ");
             if !tier.is_empty() {
                 out.tiers.push(("global".into(), tier));
@@ -413,7 +409,7 @@ fn meta_urls(text: &str) -> Vec<MetaUrl> {
 /// the directory (`/` for lists, `/repodata/repomd.xml` for metalinks).
 fn url_map(cache: &Cache, dir: &Directory, tail: &str) -> HashMap<String, (HostIdx, UrlIdx)> {
     let mut map = HashMap::new();
-    for (h, urls) in &dir.by_host {
+    for (h, urls) in cache.hosts_of(dir).by_host() {
         for &u in urls {
             let base = &cache.host_urls[u as usize].url;
             let url = if dir.subpath.is_empty() {
@@ -421,7 +417,7 @@ fn url_map(cache: &Cache, dir: &Directory, tail: &str) -> HashMap<String, (HostI
             } else {
                 format!("{base}/{}{tail}", dir.subpath)
             };
-            map.entry(url).or_insert((*h, u));
+            map.entry(url).or_insert((h, u));
         }
     }
     map
@@ -450,7 +446,7 @@ fn shown(text: &str) -> String {
     }
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn host_name(&self, h: HostIdx) -> String {
         let host = &self.cache.hosts[h as usize];
         format!("{} (id {}, {})", host.name, host.id, host.country)
@@ -715,10 +711,9 @@ impl Checker<'_> {
         order
     }
 
-    fn urls_of<'d>(&self, dir: &'d Directory, h: HostIdx) -> &'d [UrlIdx] {
-        dir.by_host
-            .binary_search_by_key(&h, |(h, _)| *h)
-            .map_or(&[], |i| dir.by_host[i].1.as_slice())
+    fn urls_of(&self, dir: &Directory, h: HostIdx) -> &'a [UrlIdx] {
+        let set = self.cache.hosts_of(dir);
+        set.host_position(h).map_or(&[], |i| set.urls(i))
     }
 
     /// The header's `country = XX` notes: the client's country first when
@@ -978,7 +973,7 @@ fn mm2_example_through_the_whole_stack() {
     // address inside the netblock.
     let carries = |h: HostIdx, repo: &str, arch: &str| {
         let d = &cache.directories[cache.repo(repo, arch).expect("sampled").directory as usize];
-        d.by_host.binary_search_by_key(&h, |(x, _)| *x).is_ok()
+        cache.hosts_of(d).host_position(h).is_some()
     };
     let mut netblock_cases = Vec::new();
     for private in [false, true] {

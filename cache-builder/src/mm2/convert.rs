@@ -26,7 +26,7 @@ use ipnet::IpNet;
 // resistance buys nothing on a file we trust and cost half the import time.
 use mirrorlist_core::model::{
     Cache, Country, Directory, DirectoryFiles, Families, FileDetails, FileEntry, Host, HostIdx,
-    HostUrl, Protocol, Repo, RepoRedirect, UrlIdx,
+    HostSet, HostUrl, Protocol, Repo, RepoRedirect, UrlIdx,
 };
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -173,8 +173,10 @@ pub fn convert(
     let mut dir_index: HashMap<String, u32> =
         HashMap::with_capacity_and_hasher(msg.mirror_list_cache.len(), Default::default());
     let mut directories = Vec::with_capacity(msg.mirror_list_cache.len());
+    // One set per directory here; `Cache::normalize` stores equal ones once.
+    let mut host_sets = Vec::with_capacity(msg.mirror_list_cache.len());
     for (i, d) in msg.mirror_list_cache.into_iter().enumerate() {
-        let Some(dir) = directory(
+        let Some((mut dir, set)) = directory(
             i,
             d,
             &mut hosts,
@@ -192,6 +194,8 @@ pub fn convert(
             errors.push(|| format!("MirrorListCache: directory {:?} is listed twice", dir.path));
             continue;
         }
+        dir.hosts = host_sets.len() as u32;
+        host_sets.push(set);
         directories.push(dir);
     }
 
@@ -199,6 +203,7 @@ pub fn convert(
         &msg.repo_arch_to_directory_name,
         &mut dir_index,
         &mut directories,
+        &mut host_sets,
         &mut stats,
         &mut errors,
     );
@@ -236,6 +241,7 @@ pub fn convert(
             hosts,
             host_urls,
             directories,
+            host_sets,
             repos,
             repo_redirects,
             disabled_repos,
@@ -475,7 +481,7 @@ fn directory(
     url_index: &HashMap<i64, UrlIdx>,
     errors: &mut Reported,
     warnings: &mut Reported,
-) -> Option<Directory> {
+) -> Option<(Directory, HostSet)> {
     let Some(raw_path) = d.directory else {
         errors.push(|| {
             format!("MirrorListCache entry {i}: the required field directory (1) is missing")
@@ -529,7 +535,7 @@ fn directory(
         }
         None
     };
-    let global = d
+    let global: Vec<HostIdx> = d
         .global
         .iter()
         .filter_map(|&id| keep(id, "Global", hosts, warnings))
@@ -558,24 +564,16 @@ fn directory(
             by_country.push((country, list));
         }
     }
-    // Our model has one list per country; MM2 could repeat a key.
-    by_country.sort_by_key(|(c, _)| *c);
-    let mut merged: Vec<(Country, Vec<HostIdx>)> = Vec::with_capacity(by_country.len());
-    for (c, list) in by_country {
-        match merged.last_mut() {
-            Some((last, hs)) if *last == c => hs.extend(list),
-            _ => merged.push((c, list)),
-        }
-    }
-
-    Some(Directory {
-        path,
-        subpath: d.subpath.unwrap_or_default().trim_matches('/').to_owned(),
-        global,
-        by_country: merged,
-        by_host,
-        ordered: d.ordered_mirror_list.unwrap_or(false),
-    })
+    // MM2 could repeat a country key; `HostSet::new` merges them.
+    Some((
+        Directory {
+            path,
+            subpath: d.subpath.unwrap_or_default().trim_matches('/').to_owned(),
+            hosts: 0,
+            ordered: d.ordered_mirror_list.unwrap_or(false),
+        },
+        HostSet::new(global, by_country, by_host),
+    ))
 }
 
 /// Key/value pairs of a `StringStringMap` list, last entry winning.
@@ -605,6 +603,7 @@ fn repos(
     entries: &[proto::StringStringMap],
     dir_index: &mut HashMap<String, u32>,
     directories: &mut Vec<Directory>,
+    host_sets: &mut Vec<HostSet>,
     stats: &mut ConvertStats,
     errors: &mut Reported,
 ) -> Vec<Repo> {
@@ -629,11 +628,10 @@ fn repos(
                 directories.push(Directory {
                     path: path.to_owned(),
                     subpath: String::new(),
-                    global: Vec::new(),
-                    by_country: Vec::new(),
-                    by_host: Vec::new(),
+                    hosts: host_sets.len() as u32,
                     ordered: false,
                 });
+                host_sets.push(HostSet::default());
                 d
             }
         };

@@ -28,12 +28,13 @@ fn inspect_reports_counts_and_repositories() {
     assert_success(&out);
     let text = stdout(&out);
     for want in [
-        "format version: 1",
+        "format version: 2",
         "2023-11-14T22:13:20Z (",
         "hosts:          3",
         "countries:      3",
         "categories:     2",
         "directories:    3",
+        "host sets:      3",
         "repositories:   3",
         "file details:   3",
         "alternates:     0",

@@ -235,7 +235,7 @@ fn nets(list: &[&str]) -> Vec<IpNet> {
 fn urls_of(cache: &Cache, dir: &str, id: u32) -> Vec<(Protocol, String)> {
     let (h, _) = host(cache, id);
     let (_, d) = cache.directory(dir).unwrap();
-    let Some((_, urls)) = d.by_host.iter().find(|(x, _)| *x == h) else {
+    let Some((_, urls)) = cache.hosts_of(d).by_host().find(|(x, _)| *x == h) else {
         return Vec::new();
     };
     urls.iter()
@@ -343,23 +343,27 @@ fn directories_urls_and_subpaths() {
     assert_eq!(d.subpath, "releases/41/Everything/x86_64/os");
     assert!(d.ordered);
     let idx = |id| host(&c, id).0;
-    assert_eq!(d.global, [idx(100), idx(200), idx(500)]);
+    let s = c.hosts_of(d);
+    assert_eq!(s.global(), [idx(100), idx(200), idx(500)]);
     assert_eq!(
-        d.by_country,
+        s.by_country()
+            .map(|(c, l)| (c, l.to_vec()))
+            .collect::<Vec<_>>(),
         [
             (cc("DE"), vec![idx(200)]),
             (cc("JP"), vec![idx(400)]),
             (cc("US"), vec![idx(100)]),
         ]
     );
-    let by_host: Vec<u32> = d.by_host.iter().map(|(h, _)| *h).collect();
+    let by_host: Vec<u32> = s.by_host().map(|(h, _)| h).collect();
     assert_eq!(by_host, [idx(100), idx(200), idx(300), idx(400), idx(500)]);
 
     let (_, raw) = c.directory(RAWHIDE).unwrap();
     assert!(!raw.ordered, "OrderedMirrorList absent → false");
     let (_, old) = c.directory(DIR40).unwrap();
-    assert!(old.global.is_empty() && old.by_country.is_empty());
-    assert_eq!(old.by_host.len(), 1);
+    let old = c.hosts_of(old);
+    assert!(old.global().is_empty() && old.country_count() == 0);
+    assert_eq!(old.host_count(), 1);
 }
 
 #[test]
@@ -382,10 +386,7 @@ fn repos_redirects_disabled_and_tables() {
     // Split at the last `+`; the directory no host carries is kept, empty.
     assert_eq!(dir_of("c++tools", "aarch64"), "pub/extras/c++tools/aarch64");
     assert!(c
-        .directory("pub/extras/c++tools/aarch64")
-        .unwrap()
-        .1
-        .by_host
+        .hosts_of(c.directory("pub/extras/c++tools/aarch64").unwrap().1)
         .is_empty());
     assert_eq!(c.directories.len(), 4);
 
@@ -477,7 +478,10 @@ fn dangling_references_are_dropped_with_warnings() {
     c.normalize();
     // 700 is a host (a directory lists it) but is left out of that list.
     let (h700, _) = host(&c, 700);
-    assert!(!c.directory(RAWHIDE).unwrap().1.global.contains(&h700));
+    assert!(!c
+        .hosts_of(c.directory(RAWHIDE).unwrap().1)
+        .global()
+        .contains(&h700));
     assert_eq!(urls_of(&c, DIR41, 100).len(), 3);
     assert_eq!(urls_of(&c, DIR41, 200).len(), 1);
     assert_eq!(urls_of(&c, DIR41, 300).len(), 1);
@@ -495,9 +499,9 @@ fn a_host_whose_only_url_is_unknown_is_left_out_of_the_lists() {
     let mut c = converted.cache;
     c.normalize();
     let (h, _) = host(&c, 900);
-    let (_, d) = c.directory(RAWHIDE).unwrap();
-    assert!(!d.global.contains(&h));
-    assert!(d.by_host.iter().all(|(x, _)| *x != h));
+    let d = c.hosts_of(c.directory(RAWHIDE).unwrap().1);
+    assert!(!d.global().contains(&h));
+    assert!(d.by_host().all(|(x, _)| x != h));
 }
 
 #[test]
@@ -890,7 +894,7 @@ fn real_example_imports_with_the_expected_counts() {
     let r = cache.repo("fedora-38", "x86_64").unwrap();
     let d = &cache.directories[r.directory as usize];
     assert_eq!(d.path, "pub/fedora/linux/releases/38/Everything/x86_64/os");
-    assert!(!d.global.is_empty());
+    assert!(!cache.hosts_of(d).global().is_empty());
     assert!(cache
         .file(&format!("{}/repodata", d.path), "repomd.xml")
         .is_some());

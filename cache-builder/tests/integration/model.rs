@@ -58,13 +58,17 @@ fn directories_group_their_hosts_for_selection() {
         .unwrap();
     assert_eq!(f42.subpath, "releases/42/Everything/x86_64/os");
     assert!(f42.ordered);
-    assert_eq!(f42.global, [m1, m2]);
+    let f42 = c.hosts_of(f42);
+    assert_eq!(f42.global(), [m1, m2]);
     let de = Country::parse("DE").unwrap();
     let us = Country::parse("US").unwrap();
-    assert_eq!(f42.by_country, [(de, vec![m1]), (us, vec![m2])]);
+    assert_eq!(
+        f42.by_country().collect::<Vec<_>>(),
+        [(de, &[m1][..]), (us, &[m2][..])]
+    );
     // m1 has two Fedora URLs (https and rsync).
-    let m1_urls: Vec<(&str, Protocol)> = f42.by_host[0]
-        .1
+    let m1_urls: Vec<(&str, Protocol)> = f42
+        .urls(0)
         .iter()
         .map(|&u| {
             let u = &c.host_urls[u as usize];
@@ -84,14 +88,15 @@ fn directories_group_their_hosts_for_selection() {
     let (_, rawhide) = c
         .directory("fedora/linux/development/rawhide/Everything/x86_64/os")
         .unwrap();
-    assert_eq!(rawhide.global, [m1]);
+    assert_eq!(c.hosts_of(rawhide).global(), [m1]);
 
     // The private host carries EPEL: in by_host, not in global/by_country.
     let (_, epel) = c.directory("epel/9/Everything/x86_64").unwrap();
     assert_eq!(epel.subpath, "9/Everything/x86_64");
-    assert_eq!(epel.global, [m1]);
-    assert_eq!(epel.by_country, [(de, vec![m1])]);
-    let carriers: Vec<u32> = epel.by_host.iter().map(|(h, _)| *h).collect();
+    let epel = c.hosts_of(epel);
+    assert_eq!(epel.global(), [m1]);
+    assert_eq!(epel.by_country().collect::<Vec<_>>(), [(de, &[m1][..])]);
+    let carriers: Vec<u32> = epel.by_host().map(|(h, _)| h).collect();
     assert_eq!(carriers, [m1, private]);
 }
 
