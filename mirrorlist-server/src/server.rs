@@ -81,6 +81,8 @@ pub fn load_state(src: &Sources) -> anyhow::Result<(State, LoadInfo)> {
     let info_geo = geo.is_some();
     let info_asn = asn.is_some();
     let state = State::new(cache, geo, asn, src.minimum);
+    // The file's bytes and the decoding's scraps are free now.
+    release_free_memory();
     Ok((
         state,
         LoadInfo {
@@ -225,6 +227,22 @@ fn admit(stream: UnixStream, allow_uid: &[u32]) -> Option<UnixStream> {
     Some(stream)
 }
 
+/// Hands the allocator's free pages back to the kernel. glibc keeps what a
+/// thread frees in that thread's arena and returns only the top of it, so
+/// without this every reload (whose old state is freed on one thread after
+/// the new one was built on another) left the previous cache's size in RSS:
+/// measured on the MirrorManager2 data, 62 MB after start, 122 MB after
+/// one reload, 182 MB after two.
+#[allow(unsafe_code)]
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it only walks glibc's own
+    // arenas, under their locks, and may be called from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 async fn reload_loop(shared: Arc<Shared>, sources: Sources, notify: Arc<Notify>) {
     loop {
         notify.notified().await;
@@ -234,7 +252,10 @@ async fn reload_loop(shared: Arc<Shared>, sources: Sources, notify: Arc<Notify>)
             Ok(Ok((state, info))) => {
                 let old = shared.state.swap(Arc::new(state));
                 // Freeing a large cache takes a while: not on this thread.
-                tokio::task::spawn_blocking(move || drop(old));
+                tokio::task::spawn_blocking(move || {
+                    drop(old);
+                    release_free_memory();
+                });
                 tracing::info!(
                     built_at = info.built_at,
                     load_ms = info.took.as_millis() as u64,
