@@ -50,3 +50,14 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// mimalloc rather than glibc's allocator: a relay allocates and frees a
+/// few small objects per request and a 64 KiB read buffer every few
+/// replies, which in glibc meant fastbin consolidation and the heap top
+/// shrunk and grown again with `brk`. Measured A/B on the MirrorManager2
+/// data, /mirrorlist at c=100: front-end CPU per request 16.8 → 15.7 µs
+/// (medians of three runs). The server keeps glibc: with mimalloc its
+/// cache load was slower (387 → 587 ms) and its peak RSS higher (62 → 104
+/// MB).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
