@@ -2,9 +2,10 @@
 //!
 //! # Layout
 //!
-//! - [`model`]: the data model: hosts, host-category URLs, directories with
-//!   their hosts grouped for selection, repositories, redirects, file details
-//!   for metalinks, the continent table.
+//! - [`model`]: the data model: hosts, host-category URLs, directories and
+//!   the host sets they share (the carrying hosts grouped for selection,
+//!   each distinct set stored once, in flat vectors), repositories,
+//!   redirects, file details for metalinks, the continent table.
 //! - [`cachefile`]: the cache file (magic, format version, build time,
 //!   checksum, payload); atomic writing and strict decoding.
 //! - [`protocol`]: the frames the HTTP front end and the server exchange over

@@ -8,6 +8,13 @@
 //! selection wants them, the repo+arch → directory map, redirects, disabled
 //! repositories, file details for metalinks, and the continent table.
 //!
+//! The carrying hosts are the bulk of a cache (ten thousand directories
+//! times hundreds of hosts), so they are kept as [`HostSet`]s: a few flat
+//! vectors per set rather than a vector per host, and each distinct set
+//! once, referred to by index from every directory with those hosts. A
+//! Fedora-scale cache built from a description decodes to about 20 MB
+//! instead of about 250 MB with a vector per host.
+//!
 //! Hosts and host-category URLs are referred to by their index in
 //! [`Cache::hosts`] and [`Cache::host_urls`] (a `u32`), not by the operator's
 //! ids, so that lookups while serving are plain slice indexing. Every list the
