@@ -662,13 +662,18 @@ impl Cache {
     /// (sorted) directories, and drops the unused ones; a dangling index
     /// gets the empty set. Deterministic, so equal inputs give equal files.
     fn share_host_sets(&mut self) {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        // FxHash, and sets compared only on a hash match: the server
+        // normalizes every cache it loads, and SipHash over a million host
+        // entries (plus a clone of every set as a map key) cost 20 ms there.
+        let hasher = BuildHasherDefault::<rustc_hash::FxHasher>::default();
         let mut old: Vec<Option<HostSet>> = std::mem::take(&mut self.host_sets)
             .into_iter()
             .map(Some)
             .collect();
-        // Old index → new index, once known; content → new index.
+        // Old index → new index, once known; content hash → new indexes.
         let mut remap: Vec<Option<u32>> = vec![None; old.len()];
-        let mut seen: std::collections::HashMap<HostSet, u32> = std::collections::HashMap::new();
+        let mut by_hash: rustc_hash::FxHashMap<u64, Vec<u32>> = Default::default();
         for d in &mut self.directories {
             let i = d.hosts as usize;
             if let Some(Some(new)) = remap.get(i) {
@@ -676,12 +681,16 @@ impl Cache {
                 continue;
             }
             let set = old.get_mut(i).and_then(Option::take).unwrap_or_default();
-            let new = match seen.get(&set) {
+            let candidates = by_hash.entry(hasher.hash_one(&set)).or_default();
+            let new = match candidates
+                .iter()
+                .find(|&&n| self.host_sets[n as usize] == set)
+            {
                 Some(&n) => n,
                 None => {
                     let n = self.host_sets.len() as u32;
-                    self.host_sets.push(set.clone());
-                    seen.insert(set, n);
+                    self.host_sets.push(set);
+                    candidates.push(n);
                     n
                 }
             };
