@@ -243,69 +243,57 @@ pub struct Directory {
 /// Most directories are carried by exactly the same hosts as their
 /// neighbours, so directories refer to a set by index and identical sets
 /// are stored once ([`Cache::normalize`] merges them). Each set is a handful
-/// of flat vectors rather than a vector per host, so a cache of half a
-/// million host entries decodes with a few allocations per set.
+/// of flat vectors rather than a vector per host, and the public lists
+/// (all, and by country) hold positions among the carrying hosts ("slots")
+/// rather than host indexes, so that selection reaches a host's URLs
+/// without a search and the server needs no tables of its own for them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HostSet {
-    /// Public hosts that carry it, sorted.
-    global: Vec<HostIdx>,
-    /// Countries with public hosts that carry it, sorted, each with the end
-    /// of its hosts in `country_hosts` (its start is the previous end).
-    countries: Vec<(Country, u32)>,
-    /// The hosts of each country in `countries`, each run sorted.
-    country_hosts: Vec<HostIdx>,
     /// Every host that carries it (private ones too), sorted, each with the
-    /// end of its URLs in `urls`.
+    /// end of its URLs in `urls` (its start is the previous end).
     hosts: Vec<(HostIdx, u32)>,
     /// The host-category URLs through which each host reaches it.
     urls: Vec<UrlIdx>,
+    /// The public carrying hosts, as slots, in host order.
+    global: Vec<u32>,
+    /// Countries with public carrying hosts, sorted, each with the end of
+    /// its run in `country_slots`.
+    countries: Vec<(Country, u32)>,
+    /// Each country's public carrying hosts, as slots, in host order.
+    country_slots: Vec<u32>,
 }
 
 /// The empty set: what a directory with a dangling set index gets.
 static EMPTY_HOST_SET: HostSet = HostSet {
-    global: Vec::new(),
-    countries: Vec::new(),
-    country_hosts: Vec::new(),
     hosts: Vec::new(),
     urls: Vec::new(),
+    global: Vec::new(),
+    countries: Vec::new(),
+    country_slots: Vec::new(),
 };
 
+/// Whether `ends` are the rising ends of consecutive runs within `len`.
+fn runs_within<T>(ends: &[(T, u32)], len: usize) -> bool {
+    let mut prev = 0;
+    ends.iter().all(|&(_, end)| {
+        let ok = prev <= end && end as usize <= len;
+        prev = end;
+        ok
+    })
+}
+
 impl HostSet {
-    /// Builds a set from its three lists, in any order: `global`, the
-    /// public hosts; `by_country`, country → public hosts there (a country
-    /// listed twice is merged); `by_host`, every carrying host with the
-    /// URLs that reach the directory (kept in the order given per host).
+    /// Builds a set from its three lists, in any order: `by_host`, every
+    /// carrying host with the URLs that reach the directory (kept in the
+    /// order given per host); `global`, the public hosts; `by_country`,
+    /// country → public hosts there (a country listed twice is merged).
+    /// Public hosts that are not in `by_host` are left out (only carrying
+    /// hosts are ever listed), and so are countries left with none.
     pub fn new(
-        mut global: Vec<HostIdx>,
+        global: Vec<HostIdx>,
         by_country: impl IntoIterator<Item = (Country, Vec<HostIdx>)>,
         by_host: impl IntoIterator<Item = (HostIdx, Vec<UrlIdx>)>,
     ) -> HostSet {
-        global.sort_unstable();
-        global.dedup();
-        let mut by_country: Vec<(Country, Vec<HostIdx>)> = by_country.into_iter().collect();
-        by_country.sort_by_key(|(c, _)| *c);
-        let mut countries: Vec<(Country, u32)> = Vec::with_capacity(by_country.len());
-        let mut country_hosts = Vec::new();
-        let mut start = 0;
-        for (c, hosts) in by_country {
-            if countries.last().is_some_and(|(last, _)| *last == c) {
-                countries.pop();
-            } else {
-                start = country_hosts.len();
-            }
-            country_hosts.extend(hosts);
-            country_hosts[start..].sort_unstable();
-            // Dedup the run in place.
-            let mut kept = start;
-            for r in start..country_hosts.len() {
-                if kept == start || country_hosts[r] != country_hosts[kept - 1] {
-                    country_hosts[kept] = country_hosts[r];
-                    kept += 1;
-                }
-            }
-            country_hosts.truncate(kept);
-            countries.push((c, country_hosts.len() as u32));
-        }
         let mut by_host: Vec<(HostIdx, Vec<UrlIdx>)> = by_host.into_iter().collect();
         by_host.sort_by_key(|(h, _)| *h);
         let mut hosts = Vec::with_capacity(by_host.len());
@@ -314,47 +302,45 @@ impl HostSet {
             urls.extend(u);
             hosts.push((h, urls.len() as u32));
         }
+        let slot = |h: HostIdx| {
+            hosts
+                .binary_search_by_key(&h, |(x, _)| *x)
+                .ok()
+                .map(|s| s as u32)
+        };
+        let slots_of = |list: &mut dyn Iterator<Item = HostIdx>| {
+            let mut slots: Vec<u32> = list.filter_map(slot).collect();
+            slots.sort_unstable();
+            slots.dedup();
+            slots
+        };
+        let global = slots_of(&mut global.into_iter());
+        let mut by_country: Vec<(Country, Vec<HostIdx>)> = by_country.into_iter().collect();
+        by_country.sort_by_key(|(c, _)| *c);
+        let mut countries: Vec<(Country, u32)> = Vec::with_capacity(by_country.len());
+        let mut country_slots = Vec::new();
+        let mut i = 0;
+        while i < by_country.len() {
+            let c = by_country[i].0;
+            let same = by_country[i..].iter().take_while(|(x, _)| *x == c).count();
+            let run = slots_of(
+                &mut by_country[i..i + same]
+                    .iter()
+                    .flat_map(|(_, l)| l.iter().copied()),
+            );
+            if !run.is_empty() {
+                country_slots.extend(run);
+                countries.push((c, country_slots.len() as u32));
+            }
+            i += same;
+        }
         HostSet {
-            global,
-            countries,
-            country_hosts,
             hosts,
             urls,
+            global,
+            countries,
+            country_slots,
         }
-    }
-
-    /// Public hosts that carry the directory, sorted.
-    pub fn global(&self) -> &[HostIdx] {
-        &self.global
-    }
-
-    /// How many countries have public hosts in the set.
-    pub fn country_count(&self) -> usize {
-        self.countries.len()
-    }
-
-    /// The `i`th country (in country order) and its public hosts.
-    pub fn country(&self, i: usize) -> (Country, &[HostIdx]) {
-        let start = if i == 0 { 0 } else { self.countries[i - 1].1 };
-        let (c, end) = self.countries[i];
-        (c, &self.country_hosts[start as usize..end as usize])
-    }
-
-    /// The code of the `i`th country.
-    pub fn country_code(&self, i: usize) -> Country {
-        self.countries[i].0
-    }
-
-    /// The position of `country` among [`HostSet::country`]'s.
-    pub fn country_position(&self, country: Country) -> Option<usize> {
-        self.countries
-            .binary_search_by_key(&country, |(c, _)| *c)
-            .ok()
-    }
-
-    /// Every country and its public hosts, in country order.
-    pub fn by_country(&self) -> impl ExactSizeIterator<Item = (Country, &[HostIdx])> + '_ {
-        (0..self.countries.len()).map(|i| self.country(i))
     }
 
     /// How many hosts carry the directory.
@@ -362,18 +348,18 @@ impl HostSet {
         self.hosts.len()
     }
 
-    /// The `i`th carrying host (in host order).
-    pub fn host(&self, i: usize) -> HostIdx {
-        self.hosts[i].0
+    /// The carrying host in `slot` (slots are in host order).
+    pub fn host(&self, slot: usize) -> HostIdx {
+        self.hosts[slot].0
     }
 
-    /// The URLs through which the `i`th carrying host reaches the directory.
-    pub fn urls(&self, i: usize) -> &[UrlIdx] {
-        let start = if i == 0 { 0 } else { self.hosts[i - 1].1 };
-        &self.urls[start as usize..self.hosts[i].1 as usize]
+    /// The URLs through which the host in `slot` reaches the directory.
+    pub fn urls(&self, slot: usize) -> &[UrlIdx] {
+        let start = if slot == 0 { 0 } else { self.hosts[slot - 1].1 };
+        &self.urls[start as usize..self.hosts[slot].1 as usize]
     }
 
-    /// The position of `host` among the carrying hosts.
+    /// The slot of `host`, if it carries the directory.
     pub fn host_position(&self, host: HostIdx) -> Option<usize> {
         self.hosts.binary_search_by_key(&host, |(h, _)| *h).ok()
     }
@@ -381,6 +367,54 @@ impl HostSet {
     /// Every carrying host with its URLs, in host order.
     pub fn by_host(&self) -> impl ExactSizeIterator<Item = (HostIdx, &[UrlIdx])> + '_ {
         (0..self.hosts.len()).map(|i| (self.host(i), self.urls(i)))
+    }
+
+    /// The slots of the public carrying hosts.
+    pub fn global_slots(&self) -> &[u32] {
+        &self.global
+    }
+
+    /// The public carrying hosts, sorted (allocates: for tools and tests).
+    pub fn global(&self) -> Vec<HostIdx> {
+        self.global.iter().map(|&s| self.host(s as usize)).collect()
+    }
+
+    /// How many countries have public carrying hosts.
+    pub fn country_count(&self) -> usize {
+        self.countries.len()
+    }
+
+    /// The code of the `i`th country (countries are sorted).
+    pub fn country_code(&self, i: usize) -> Country {
+        self.countries[i].0
+    }
+
+    /// The slots of the `i`th country's public hosts.
+    pub fn country_slots(&self, i: usize) -> &[u32] {
+        let start = if i == 0 { 0 } else { self.countries[i - 1].1 };
+        &self.country_slots[start as usize..self.countries[i].1 as usize]
+    }
+
+    /// The position of `country` among the set's countries.
+    pub fn country_position(&self, country: Country) -> Option<usize> {
+        self.countries
+            .binary_search_by_key(&country, |(c, _)| *c)
+            .ok()
+    }
+
+    /// Every country with its public hosts, sorted (allocates: for tools
+    /// and tests).
+    pub fn by_country(&self) -> Vec<(Country, Vec<HostIdx>)> {
+        (0..self.countries.len())
+            .map(|i| {
+                let hosts = self
+                    .country_slots(i)
+                    .iter()
+                    .map(|&s| self.host(s as usize))
+                    .collect();
+                (self.country_code(i), hosts)
+            })
+            .collect()
     }
 
     /// Reorders each host's URLs by `key` (the server puts them in protocol
@@ -394,18 +428,26 @@ impl HostSet {
     }
 
     /// Whether the runs are well formed (ends rising, within their
-    /// vectors), so that the accessors cannot index out of bounds. Sets
-    /// built with [`HostSet::new`] always are; a decoded one is checked.
+    /// vectors) and every slot is a carrying host's, so that the accessors
+    /// cannot index out of bounds. Sets built with [`HostSet::new`] always
+    /// are; a decoded one is checked.
     pub fn is_well_formed(&self) -> bool {
-        fn runs<T>(ends: &[(T, u32)], len: usize) -> bool {
-            let mut prev = 0;
-            ends.iter().all(|&(_, end)| {
-                let ok = prev <= end && end as usize <= len;
-                prev = end;
-                ok
-            })
-        }
-        runs(&self.countries, self.country_hosts.len()) && runs(&self.hosts, self.urls.len())
+        let n = self.hosts.len();
+        runs_within(&self.hosts, self.urls.len())
+            && runs_within(&self.countries, self.country_slots.len())
+            && self
+                .global
+                .iter()
+                .chain(&self.country_slots)
+                .all(|&s| (s as usize) < n)
+    }
+
+    /// Whether the set is well formed and refers to nothing past `hosts`
+    /// hosts and `urls` URLs.
+    pub fn refers_within(&self, hosts: usize, urls: usize) -> bool {
+        self.is_well_formed()
+            && self.hosts.iter().all(|&(h, _)| (h as usize) < hosts)
+            && self.urls.iter().all(|&u| (u as usize) < urls)
     }
 
     /// The set without references past `hosts` hosts or `urls` URLs, and
@@ -416,9 +458,10 @@ impl HostSet {
         }
         let host_ok = |h: &HostIdx| (*h as usize) < hosts;
         HostSet::new(
-            self.global.iter().copied().filter(host_ok).collect(),
+            self.global().into_iter().filter(host_ok).collect(),
             self.by_country()
-                .map(|(c, list)| (c, list.iter().copied().filter(host_ok).collect())),
+                .into_iter()
+                .map(|(c, list)| (c, list.into_iter().filter(host_ok).collect())),
             self.by_host().filter(|(h, _)| host_ok(h)).map(|(h, list)| {
                 (
                     h,
@@ -431,20 +474,9 @@ impl HostSet {
         )
     }
 
-    /// Whether the set is well formed and refers to nothing past `hosts`
-    /// hosts and `urls` URLs.
-    pub fn refers_within(&self, hosts: usize, urls: usize) -> bool {
-        let host_ok = |&h: &HostIdx| (h as usize) < hosts;
-        self.is_well_formed()
-            && self.global.iter().all(host_ok)
-            && self.country_hosts.iter().all(host_ok)
-            && self.hosts.iter().all(|(h, _)| host_ok(h))
-            && self.urls.iter().all(|&u| (u as usize) < urls)
-    }
-
     /// Whether the set has no hosts at all.
     pub fn is_empty(&self) -> bool {
-        self.global.is_empty() && self.countries.is_empty() && self.hosts.is_empty()
+        self.hosts.is_empty() && self.global.is_empty() && self.countries.is_empty()
     }
 }
 
@@ -773,24 +805,31 @@ mod tests {
     fn host_sets_are_sorted_merged_and_shared() {
         let de = Country::parse("DE").unwrap();
         let fr = Country::parse("FR").unwrap();
+        let us = Country::parse("US").unwrap();
         let set = HostSet::new(
-            vec![3, 1, 3],
-            vec![(fr, vec![3]), (de, vec![2, 1]), (fr, vec![1])],
-            vec![(3, vec![5]), (1, vec![2, 1])],
+            vec![3, 1, 3, 8],
+            vec![
+                (fr, vec![3]),
+                (de, vec![2, 1]),
+                (fr, vec![1]),
+                (us, vec![8]),
+            ],
+            vec![(3, vec![5]), (2, vec![4]), (1, vec![2, 1])],
         );
         assert!(set.is_well_formed());
+        // 8 carries nothing: left out, and US with it.
         assert_eq!(set.global(), [1, 3]);
-        assert_eq!(
-            set.by_country().collect::<Vec<_>>(),
-            [(de, &[1, 2][..]), (fr, &[1, 3][..])]
-        );
+        assert_eq!(set.global_slots(), [0, 2]);
+        assert_eq!(set.by_country(), [(de, vec![1, 2]), (fr, vec![1, 3])]);
+        assert_eq!(set.country_slots(1), [0, 2]);
         assert_eq!(
             set.by_host().collect::<Vec<_>>(),
-            [(1, &[2, 1][..]), (3, &[5][..])]
+            [(1, &[2, 1][..]), (2, &[4][..]), (3, &[5][..])]
         );
         assert_eq!(set.country_position(fr), Some(1));
-        assert_eq!(set.host_position(3), Some(1));
-        assert_eq!(set.host_position(2), None);
+        assert_eq!(set.country_position(us), None);
+        assert_eq!(set.host_position(3), Some(2));
+        assert_eq!(set.host_position(8), None);
 
         let dir = |p: &str, hosts: u32| Directory {
             path: p.into(),
@@ -816,12 +855,22 @@ mod tests {
 
     #[test]
     fn malformed_host_sets_are_emptied() {
-        let mut set = HostSet::new(vec![0, 7], vec![], vec![(0, vec![1, 9]), (8, vec![0])]);
+        let de = Country::parse("DE").unwrap();
+        let mut set = HostSet::new(
+            vec![0, 7],
+            vec![(de, vec![0, 8])],
+            vec![(0, vec![1, 9]), (8, vec![0])],
+        );
         let clean = set.without_dangling(2, 5);
         assert_eq!(clean.global(), [0]);
+        assert_eq!(clean.by_country(), [(de, vec![0])]);
         assert_eq!(clean.by_host().collect::<Vec<_>>(), [(0, &[1][..])]);
+        assert!(set.refers_within(9, 10) && !set.refers_within(2, 10));
         set.hosts[0].1 = 40;
         assert!(!set.is_well_formed());
         assert!(set.without_dangling(2, 5).is_empty());
+        let mut bad_slot = HostSet::new(vec![0], vec![], vec![(0, vec![])]);
+        bad_slot.global[0] = 3;
+        assert!(!bad_slot.is_well_formed());
     }
 }

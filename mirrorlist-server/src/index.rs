@@ -13,10 +13,10 @@
 //! - each host's URLs for a directory ordered by protocol preference (https,
 //!   http, ftp, rsync), so the plain list takes the first usable one;
 //! - per host set (the cache stores each distinct set of carrying hosts
-//!   once, and directories refer to one), its public host lists (global,
-//!   by country) as positions among its carrying hosts ("slots"), with a
-//!   bit mask of the protocols each slot offers, so selection neither
-//!   searches the carrying hosts nor scans URL lists;
+//!   once, with its public lists already as positions among its carrying
+//!   hosts, "slots"), a bit mask of the protocols each slot offers and the
+//!   plain list's URL of each, so selection scans no URL lists, and its
+//!   countries grouped by continent;
 //! - per host, a flags byte (private, restricted, address families), so the
 //!   admission test reads one byte instead of a `Host`;
 //! - each repository directory's `repodata` subdirectory, for metalinks;
@@ -118,7 +118,8 @@ fn list_hash(list: &ContinentList) -> u64 {
     })
 }
 
-/// A host set's lists as positions among its carrying hosts (slots).
+/// What the server adds to a host set: per slot, the protocols and the
+/// plain list's URL; the countries grouped by continent.
 #[derive(Clone, Debug, Default)]
 pub struct DirSlots {
     /// Protocols offered by each carrying host (a [`ProtocolSet`] mask).
@@ -126,10 +127,6 @@ pub struct DirSlots {
     /// The plain list's URL of each carrying host: the first of https,
     /// http, ftp; `u32::MAX` for a host with rsync only (never listed).
     pub plain: Vec<u32>,
-    /// `global` as slots.
-    pub global: Vec<u32>,
-    /// The set's countries' hosts as slots, in country order.
-    pub by_country: Vec<Vec<u32>>,
     /// The positions among the set's countries of those that have a
     /// continent, with its id, sorted by continent and then position: a
     /// continent's countries are one contiguous run, in country order.
@@ -568,11 +565,8 @@ impl Index {
     }
 }
 
-/// Builds the slot tables of `set`. Public hosts that are not among its
-/// carrying hosts are left out: selection only lists hosts that carry the
-/// directory.
+/// Builds the slot tables of `set`.
 fn dir_slots(cache: &Cache, set: &HostSet, by_continent: Arc<ContinentList>) -> DirSlots {
-    let slot = |h: &HostIdx| set.host_position(*h).map(|s| s as u32);
     let protocol = |u: u32| cache.host_urls[u as usize].protocol;
     DirSlots {
         protocols: (0..set.host_count())
@@ -591,11 +585,6 @@ fn dir_slots(cache: &Cache, set: &HostSet, by_continent: Arc<ContinentList>) -> 
                     .find(|&u| ProtocolSet::PLAIN.contains(protocol(u)))
                     .unwrap_or(u32::MAX)
             })
-            .collect(),
-        global: set.global().iter().filter_map(slot).collect(),
-        by_country: set
-            .by_country()
-            .map(|(_, hosts)| hosts.iter().filter_map(slot).collect())
             .collect(),
         by_continent,
     }
@@ -692,10 +681,10 @@ pub(crate) mod tests {
         let idx = Index::new(cache);
         let set = idx.hosts(0);
         assert_eq!(set.global(), [0]);
-        assert_eq!(set.by_country().collect::<Vec<_>>(), [(de, &[0][..])]);
+        assert_eq!(set.by_country(), [(de, vec![0])]);
         assert_eq!(set.by_host().collect::<Vec<_>>(), [(0, &[][..])]);
         assert!(idx.hosts(1).is_empty());
-        assert_eq!(idx.slots(1).global, Vec::<u32>::new());
+        assert!(idx.slots(1).plain.is_empty());
         assert_eq!(idx.repo("r", "x"), Some(0));
         assert_eq!(idx.repo("bad", "x"), None);
     }

@@ -295,7 +295,7 @@ impl Ctx<'_> {
     fn country_slots(&self, c: Country) -> &[u32] {
         self.hosts
             .country_position(c)
-            .map_or(&[], |i| self.slots.by_country[i].as_slice())
+            .map_or(&[], |i| self.hosts.country_slots(i))
     }
 
     /// Gathers the countries of the directory whose continent is in
@@ -318,7 +318,7 @@ impl Ctx<'_> {
             if continents[usize::from(id) / 64] & (1 << (id % 64)) == 0 {
                 continue;
             }
-            if self.gather(&self.slots.by_country[i], true, rng, out) > 0 {
+            if self.gather(self.hosts.country_slots(i), true, rng, out) > 0 {
                 out.notes.push(Note::Country(c));
             }
         }
@@ -336,7 +336,7 @@ impl Ctx<'_> {
             if c == skip {
                 continue;
             }
-            if self.gather(&self.slots.by_country[usize::from(i)], true, rng, out) > 0 {
+            if self.gather(self.hosts.country_slots(usize::from(i)), true, rng, out) > 0 {
                 out.notes.push(Note::Country(c));
             }
         }
@@ -403,7 +403,7 @@ fn run(
                     }
                 }
                 Place::Global => {
-                    ctx.gather(&ctx.slots.global, true, rng, out);
+                    ctx.gather(ctx.hosts.global_slots(), true, rng, out);
                     out.notes.push(Note::Global);
                 }
             }
@@ -438,7 +438,7 @@ fn run(
     }
 
     if out.picks.len() < params.minimum {
-        ctx.gather(&ctx.slots.global, true, rng, out);
+        ctx.gather(ctx.hosts.global_slots(), true, rng, out);
         out.notes.push(Note::Global);
         Ctx::close_tier(out);
     }

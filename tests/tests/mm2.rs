@@ -322,16 +322,18 @@ impl Model<'_> {
             return out;
         };
         let set = cache.hosts_of(self.dir);
-        if let Some(i) = set.country_position(country) {
+        let by_country = set.by_country();
+        if let Some((_, hosts)) = by_country.iter().find(|(c, _)| *c == country) {
             let mut tier = BTreeSet::new();
-            if self.gather(set.country(i).1, true, &mut tier) > 0 {
+            if self.gather(hosts, true, &mut tier) > 0 {
                 out.notes.push_str(&format!("country = {country} "));
                 out.tiers.push((format!("country {country}"), tier));
             }
         }
         if let Some(continent) = cache.continent_of(country) {
             let mut tier = BTreeSet::new();
-            for (c, hosts) in set.by_country() {
+            for (c, hosts) in &by_country {
+                let c = *c;
                 if c == country || cache.continent_of(c) != Some(continent) {
                     continue;
                 }
@@ -345,7 +347,7 @@ impl Model<'_> {
         }
         if self.seen.len() < MINIMUM {
             let mut tier = BTreeSet::new();
-            self.gather(set.global(), true, &mut tier);
+            self.gather(&set.global(), true, &mut tier);
             out.notes.push_str("country = global ");
             if !tier.is_empty() {
                 out.tiers.push(("global".into(), tier));
