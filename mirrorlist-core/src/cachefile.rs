@@ -28,7 +28,7 @@ use crate::model::Cache;
 pub const MAGIC: &[u8; 8] = b"MIRRLIST";
 /// The version of the payload layout this build reads and writes. Bump it
 /// whenever a change to `model` changes the encoding.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 60;
 

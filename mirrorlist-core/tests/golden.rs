@@ -21,39 +21,43 @@ use mirrorlist_core::model::{Country, Families, Protocol};
 
 const GOLDEN_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v1.cache");
 const GOLDEN_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v2.cache");
+const GOLDEN_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v3.cache");
 
 fn cc(s: &str) -> Country {
     Country::parse(s).unwrap()
 }
 
-/// Version 1 stored every directory's host lists inline; version 2 stores
-/// each distinct host set once. A version 1 file is refused by version,
-/// with its header still readable.
+/// Version 1 stored every directory's host lists inline; version 2 stored
+/// each distinct host set once, its public lists as host indexes; version 3
+/// holds those as positions among the set's carrying hosts. Older files
+/// are refused by version (not misread), with a hint to rebuild.
 #[test]
-fn golden_v1_is_refused_by_version() {
-    let bytes = std::fs::read(Path::new(GOLDEN_V1)).unwrap();
-    let err = cachefile::decode(&bytes).unwrap_err();
-    assert!(
-        matches!(err, CacheFileError::Version { found: 1, supported } if supported == FORMAT_VERSION),
-        "{err}"
-    );
-    assert!(err.to_string().contains("rebuild the cache"), "{err}");
+fn golden_v1_and_v2_are_refused_by_version() {
+    for (path, version) in [(GOLDEN_V1, 1), (GOLDEN_V2, 2)] {
+        let bytes = std::fs::read(Path::new(path)).unwrap();
+        let err = cachefile::decode(&bytes).unwrap_err();
+        assert!(
+            matches!(err, CacheFileError::Version { found, supported } if found == version && supported == FORMAT_VERSION),
+            "{err}"
+        );
+        assert!(err.to_string().contains("rebuild the cache"), "{err}");
+    }
 }
 
 #[test]
-fn golden_v2_decodes_or_is_refused_by_version() {
-    let bytes = std::fs::read(Path::new(GOLDEN_V2)).unwrap();
-    if FORMAT_VERSION != 2 {
+fn golden_v3_decodes_or_is_refused_by_version() {
+    let bytes = std::fs::read(Path::new(GOLDEN_V3)).unwrap();
+    if FORMAT_VERSION != 3 {
         let err = cachefile::decode(&bytes).unwrap_err();
         assert!(
-            matches!(err, CacheFileError::Version { found: 2, supported } if supported == FORMAT_VERSION),
+            matches!(err, CacheFileError::Version { found: 3, supported } if supported == FORMAT_VERSION),
             "{err}"
         );
         return;
     }
 
     let header = cachefile::read_header(&bytes).unwrap();
-    assert_eq!(header.version, 2);
+    assert_eq!(header.version, 3);
     assert_eq!(header.built_at, 1_700_000_000);
     let c = cachefile::decode(&bytes).unwrap();
     assert_eq!(c.built_at, 1_700_000_000);

@@ -28,7 +28,7 @@ fn inspect_reports_counts_and_repositories() {
     assert_success(&out);
     let text = stdout(&out);
     for want in [
-        "format version: 2",
+        "format version: 3",
         "2023-11-14T22:13:20Z (",
         "hosts:          3",
         "countries:      3",
