@@ -14,7 +14,11 @@
 //! - `repos.txt`: the current releases' repositories (`name<TAB>arch`),
 //!   the pairs the load rotates over.
 //!
-//! `--smoke` makes the same shape tiny.
+//! `--smoke` makes the same shape tiny. `--lagging P` makes every host
+//! (but those with an `include` list) skip each repository directory of
+//! its categories with probability P%, as `exclude` entries: the shape of
+//! a cache fed by a crawler, where hosts lag behind on different
+//! directories and nearly every directory has its own set of hosts.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -235,9 +239,23 @@ fn toml_list(items: &[String]) -> String {
 }
 
 /// Writes the description, the tree, the ASN table and `repos.txt`.
-pub fn generate(out: &Path, smoke: bool, revision: u32) -> anyhow::Result<()> {
+pub fn generate(out: &Path, smoke: bool, revision: u32, lagging: u32) -> anyhow::Result<()> {
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let repos = repositories(smoke);
+    // Repository directories relative to each category's topdir, for
+    // `--lagging`.
+    let under = |topdir: &str| -> Vec<String> {
+        repos
+            .iter()
+            .filter_map(|r| r.dir.strip_prefix(topdir)?.strip_prefix('/'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let (fedora_dirs, archive_dirs, epel_dirs) = (
+        under("fedora/linux"),
+        under("archive/fedora/linux"),
+        under("epel"),
+    );
     let mut rng = SmallRng::seed_from_u64(2026);
 
     let mut t = String::with_capacity(4 << 20);
@@ -316,6 +334,20 @@ pub fn generate(out: &Path, smoke: bool, revision: u32) -> anyhow::Result<()> {
                 }
                 toml_list(&u)
             };
+            // Directories this host lags behind on (none by default; its
+            // own seed, so the rest of the data does not change).
+            let mut lag_rng = SmallRng::seed_from_u64(99_000 + u64::from(i));
+            let mut lag = |dirs: &[String], mut exclude: Vec<String>| {
+                if lagging > 0 {
+                    let p = f64::from(lagging.min(100)) / 100.0;
+                    exclude.extend(dirs.iter().filter(|_| lag_rng.random_bool(p)).cloned());
+                }
+                if exclude.is_empty() {
+                    String::new()
+                } else {
+                    format!(", exclude = {}", toml_list(&exclude))
+                }
+            };
             // What the host carries: most carry all of Fedora Linux, some
             // only the newest release, some skip updates-testing.
             let _ = write!(
@@ -325,19 +357,25 @@ pub fn generate(out: &Path, smoke: bool, revision: u32) -> anyhow::Result<()> {
             );
             match rng.random_range(0..10) {
                 0 => t.push_str(", include = [\"releases/42\", \"updates/42\"]"),
-                1 => t.push_str(", exclude = [\"updates/testing\"]"),
-                _ => {}
+                1 => t.push_str(&lag(&fedora_dirs, vec!["updates/testing".into()])),
+                _ => t.push_str(&lag(&fedora_dirs, Vec::new())),
             }
             t.push_str(" },\n");
             if rng.random_bool(0.25) {
                 let _ = writeln!(
                     t,
-                    "  {{ category = \"Fedora Archive\", urls = {} }},",
-                    urls("archive/fedora/linux")
+                    "  {{ category = \"Fedora Archive\", urls = {}{} }},",
+                    urls("archive/fedora/linux"),
+                    lag(&archive_dirs, Vec::new())
                 );
             }
             if rng.random_bool(0.6) {
-                let _ = writeln!(t, "  {{ category = \"EPEL\", urls = {} }},", urls("epel"));
+                let _ = writeln!(
+                    t,
+                    "  {{ category = \"EPEL\", urls = {}{} }},",
+                    urls("epel"),
+                    lag(&epel_dirs, Vec::new())
+                );
             }
             t.push_str("]\n\n");
             i += 1;
@@ -380,7 +418,7 @@ pub fn generate(out: &Path, smoke: bool, revision: u32) -> anyhow::Result<()> {
     }
     fs::write(out.join("repos.txt"), list)?;
     println!(
-        "generated repositories={} current={} hosts={i} countries={} revision={revision}",
+        "generated repositories={} current={} hosts={i} countries={} revision={revision} lagging={lagging}%",
         repos.len(),
         repos.iter().filter(|r| r.current).count(),
         if smoke { 8 } else { COUNTRIES.len() },

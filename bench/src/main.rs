@@ -45,6 +45,10 @@ enum Command {
         /// another revision gives the cache alternates.
         #[arg(long, default_value_t = 1)]
         revision: u32,
+        /// Each host skips each repository directory of its categories with
+        /// this probability, in percent (a crawler-fed cache's shape).
+        #[arg(long, default_value_t = 0)]
+        lagging: u32,
     },
     /// Write request paths (`/ENDPOINT?repo=..&arch=..&ip=..`) rotating over
     /// the repositories of a `name<TAB>arch[<TAB>...]` file and many client
@@ -123,7 +127,8 @@ fn main() -> anyhow::Result<()> {
             out,
             smoke,
             revision,
-        } => gen::generate(&out, smoke, revision),
+            lagging,
+        } => gen::generate(&out, smoke, revision, lagging),
         Command::Paths {
             repos,
             endpoint,

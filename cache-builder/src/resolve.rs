@@ -680,8 +680,8 @@ impl Resolver<'_> {
                 );
                 return None;
             }
-            (Some(_), None) => Carries::Only(list(self, &c.include, "include")),
-            (None, Some(_)) => Carries::AllBut(list(self, &c.exclude, "exclude")),
+            (Some(_), None) => Carries::Only(sorted(list(self, &c.include, "include"))),
+            (None, Some(_)) => Carries::AllBut(sorted(list(self, &c.exclude, "exclude"))),
             (None, None) => Carries::AllBut(Vec::new()),
         };
         ok.then_some((cat, urls, carries))
@@ -692,7 +692,8 @@ impl Resolver<'_> {
 /// protocols, and what of the category the host carries.
 type CheckedHostCategory = (usize, Vec<(String, Protocol)>, Carries);
 
-/// What part of a category a host carries; paths relative to the topdir.
+/// What part of a category a host carries; paths relative to the topdir,
+/// sorted.
 #[derive(Debug)]
 enum Carries {
     /// Only directories under these.
@@ -701,13 +702,33 @@ enum Carries {
     AllBut(Vec<String>),
 }
 
+fn sorted(mut paths: Vec<String>) -> Vec<String> {
+    paths.sort_unstable();
+    paths.dedup();
+    paths
+}
+
 impl Carries {
     fn carries(&self, subpath: &str) -> bool {
         match self {
-            Carries::Only(inc) => inc.iter().any(|p| is_path_prefix(p, subpath)),
-            Carries::AllBut(exc) => !exc.iter().any(|p| is_path_prefix(p, subpath)),
+            Carries::Only(inc) => under_any(inc, subpath),
+            Carries::AllBut(exc) => !under_any(exc, subpath),
         }
     }
+}
+
+/// Whether `path` is one of the sorted `prefixes` or below one, by whole
+/// components. Each ancestor of `path` is looked up by binary search, so
+/// a host that excludes hundreds of directories (one lagging behind on
+/// some repositories) costs a few lookups per directory, not a scan.
+fn under_any(prefixes: &[String], path: &str) -> bool {
+    let found = |p: &str| prefixes.binary_search_by(|x| x.as_str().cmp(p)).is_ok();
+    found("")
+        || path
+            .match_indices('/')
+            .map(|(i, _)| &path[..i])
+            .chain(std::iter::once(path))
+            .any(found)
 }
 
 /// Whether `prefix` is `path` or one of its ancestors, by whole components
@@ -769,6 +790,23 @@ mod tests {
         assert!(is_path_prefix("releases/42", "releases/42"));
         assert!(!is_path_prefix("releases/4", "releases/42"));
         assert!(!is_path_prefix("releases/42/x", "releases/42"));
+    }
+
+    #[test]
+    fn under_any_matches_whole_components_only() {
+        let list = sorted(vec![
+            "updates/testing".into(),
+            "releases/4".into(),
+            "releases/42/Server".into(),
+        ]);
+        assert!(under_any(&list, "releases/42/Server/x86_64/os"));
+        assert!(under_any(&list, "releases/4"));
+        assert!(under_any(&list, "updates/testing/42"));
+        assert!(!under_any(&list, "releases/42/Everything/x86_64/os"));
+        assert!(!under_any(&list, "releases/41"));
+        assert!(!under_any(&list, "updates"));
+        assert!(under_any(&sorted(vec![String::new()]), "anything/at/all"));
+        assert!(!under_any(&[], "releases"));
     }
 
     #[test]
