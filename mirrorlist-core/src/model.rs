@@ -272,6 +272,13 @@ static EMPTY_HOST_SET: HostSet = HostSet {
     country_slots: Vec::new(),
 };
 
+/// Run `i` of `items`, whose runs end where `ends` say (each run starts
+/// where the previous one ended).
+fn run<'a, T, U>(ends: &[(T, u32)], items: &'a [U], i: usize) -> &'a [U] {
+    let start = if i == 0 { 0 } else { ends[i - 1].1 };
+    &items[start as usize..ends[i].1 as usize]
+}
+
 /// Whether `ends` are the rising ends of consecutive runs within `len`.
 fn runs_within<T>(ends: &[(T, u32)], len: usize) -> bool {
     let mut prev = 0;
@@ -355,8 +362,7 @@ impl HostSet {
 
     /// The URLs through which the host in `slot` reaches the directory.
     pub fn urls(&self, slot: usize) -> &[UrlIdx] {
-        let start = if slot == 0 { 0 } else { self.hosts[slot - 1].1 };
-        &self.urls[start as usize..self.hosts[slot].1 as usize]
+        run(&self.hosts, &self.urls, slot)
     }
 
     /// The slot of `host`, if it carries the directory.
@@ -391,8 +397,7 @@ impl HostSet {
 
     /// The slots of the `i`th country's public hosts.
     pub fn country_slots(&self, i: usize) -> &[u32] {
-        let start = if i == 0 { 0 } else { self.countries[i - 1].1 };
-        &self.country_slots[start as usize..self.countries[i].1 as usize]
+        run(&self.countries, &self.country_slots, i)
     }
 
     /// The position of `country` among the set's countries.
