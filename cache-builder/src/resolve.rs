@@ -400,10 +400,10 @@ impl Resolver<'_> {
         }
 
         // Directories and the hosts that carry them.
-        // Identical host sets (most directories' are) are stored once.
+        // One set per directory; `Cache::normalize` stores equal ones (most
+        // directories') once.
         let mut directories: Vec<Directory> = Vec::with_capacity(dir_index.len());
-        let mut host_sets: Vec<HostSet> = Vec::new();
-        let mut set_ids: HashMap<HostSet, u32> = HashMap::new();
+        let mut host_sets: Vec<HostSet> = Vec::with_capacity(dir_index.len());
         let mut by_index: Vec<(&String, usize)> = dir_index.iter().map(|(p, &i)| (p, i)).collect();
         by_index.sort_by_key(|&(_, i)| i);
         for (path, i) in by_index {
@@ -426,18 +426,13 @@ impl Resolver<'_> {
                     by_country.entry(host.country).or_default().push(h);
                 }
             }
-            let set = HostSet::new(global, by_country, by_host);
-            let next = host_sets.len() as u32;
-            let id = *set_ids.entry(set).or_insert_with_key(|set| {
-                host_sets.push(set.clone());
-                next
-            });
             directories.push(Directory {
                 path: path.clone(),
                 subpath,
-                hosts: id,
+                hosts: host_sets.len() as u32,
                 ordered: true,
             });
+            host_sets.push(HostSet::new(global, by_country, by_host));
         }
 
         Resolved {
