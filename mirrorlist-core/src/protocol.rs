@@ -10,8 +10,22 @@
 //!      0     4  length of the rest of the frame, u32 little-endian
 //!      4     2  protocol version, u16 little-endian (PROTOCOL_VERSION)
 //!      6     4  request id, u32 little-endian
-//!     10     …  the encoded Request or Reply (see `codec`)
+//!     10     …  the payload
 //! ```
+//!
+//! A request's payload is the encoded [`Request`] (see `codec`). A reply's
+//! payload is its body first, then the rest:
+//!
+//! ```text
+//!     10     4  body length, u32 little-endian
+//!     14     …  the body, as sent to the HTTP client
+//!      …     …  the encoded status, content type and headers (see `codec`)
+//! ```
+//!
+//! The body comes first, with a fixed-width length, so that the server can
+//! render it straight into its write buffer and fill in the lengths and the
+//! head afterwards (a redirect learns its `Location` while rendering): no
+//! body is built elsewhere and copied into the frame.
 //!
 //! A length above [`MAX_FRAME_LEN`] (or below the 6 bytes of version and id)
 //! is a protocol error: the receiver logs it and closes the connection, since
@@ -31,7 +45,8 @@
 //! payload's encoding. A server that receives a request of another version
 //! answers it with a [`Reply`] of status 500 explaining the mismatch (encoded
 //! in its own version) instead of hanging or dropping the connection. Bump
-//! [`PROTOCOL_VERSION`] whenever [`Request`] or [`Reply`] change.
+//! [`PROTOCOL_VERSION`] whenever the layout, [`Request`] or [`Reply`]
+//! change. Version 2 moved the reply body before the head.
 
 use std::net::IpAddr;
 
@@ -40,11 +55,14 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 
 /// The version of this protocol.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The largest frame either side accepts (length field value).
 pub const MAX_FRAME_LEN: usize = 8 << 20;
 /// Bytes before the payload: length, version, id.
 pub const FRAME_HEADER_LEN: usize = 10;
+/// Bytes of a reply frame before its body: the frame header and the body
+/// length.
+pub const REPLY_BODY_OFFSET: usize = FRAME_HEADER_LEN + 4;
 
 /// What the front end asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +88,7 @@ pub struct Request {
 }
 
 /// The server's answer, ready to be sent as HTTP.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     /// HTTP status code.
     pub status: u16,
@@ -78,11 +96,7 @@ pub struct Reply {
     pub content_type: String,
     /// Extra headers, e.g. `Location` for a redirect.
     pub headers: Vec<(String, String)>,
-    /// The finished body. Encoded as one byte string (a length, then the
-    /// bytes copied whole) rather than serde's default for `Vec<u8>`, a
-    /// sequence encoded byte by byte; in bincode both are the same bytes on
-    /// the wire, so this changes speed, not the protocol.
-    #[serde(with = "byte_string")]
+    /// The finished body.
     pub body: Vec<u8>,
 }
 
@@ -102,59 +116,20 @@ pub struct ReplyHead {
     pub body: std::ops::Range<usize>,
 }
 
-/// [`Reply`] with the body borrowed from the frame (same encoding).
+/// What follows a reply's body in its frame, as encoded.
+#[derive(Serialize)]
+struct MetaRef<'a> {
+    status: u16,
+    content_type: &'a str,
+    headers: &'a [(String, String)],
+}
+
+/// [`MetaRef`] decoded.
 #[derive(Deserialize)]
-struct ReplyRef<'a> {
+struct Meta {
     status: u16,
     content_type: String,
     headers: Vec<(String, String)>,
-    #[serde(borrow)]
-    body: &'a [u8],
-}
-
-/// Serde adapter for `Vec<u8>` as a byte string (what `serde_bytes` does):
-/// `serialize_bytes` and `deserialize_byte_buf` let the encoder copy the
-/// body in one piece. Measured: encoding a 63 KB metalink reply byte by byte
-/// took more than half of the server's CPU.
-mod byte_string {
-    use std::fmt;
-
-    use serde::de::{self, SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        deserializer.deserialize_byte_buf(ByteBuf)
-    }
-
-    struct ByteBuf;
-
-    impl<'de> Visitor<'de> for ByteBuf {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a byte string")
-        }
-
-        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-
-        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-            while let Some(b) = seq.next_element()? {
-                v.push(b);
-            }
-            Ok(v)
-        }
-    }
 }
 
 impl Reply {
@@ -189,6 +164,14 @@ pub enum FrameError {
     Version {
         /// The version in the frame.
         found: u16,
+    },
+    /// A reply's body length field points past the end of its frame.
+    #[error("reply body of {len} bytes does not fit in the {room} bytes of its frame")]
+    BodyLength {
+        /// The announced body length.
+        len: usize,
+        /// The bytes the frame has for body and head.
+        room: usize,
     },
     /// The payload could not be decoded.
     #[error("malformed frame payload: {0}")]
@@ -247,19 +230,77 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
     encode_frame(id, req, out);
 }
 
+/// Where a reply being written into a buffer starts; see [`begin_reply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a begun reply must be finished with `finish_reply`"]
+pub struct ReplyStart {
+    at: usize,
+    id: u32,
+}
+
+impl ReplyStart {
+    /// How many body bytes have been appended since the reply was begun.
+    pub fn body_len(&self, out: &[u8]) -> usize {
+        out.len() - self.at - REPLY_BODY_OFFSET
+    }
+}
+
+/// Begins a reply frame at the end of `out`: the caller appends the body
+/// to `out`, then calls [`finish_reply`]. Nothing else may be written to
+/// `out` in between.
+pub fn begin_reply(id: u32, out: &mut Vec<u8>) -> ReplyStart {
+    let at = out.len();
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&[0u8; 4]);
+    ReplyStart { at, id }
+}
+
+/// Completes the reply begun at `start`: appends the head after the body
+/// and fills in the lengths. A reply too large for a frame is replaced by a
+/// 500 reply saying so, so the stream stays usable.
+pub fn finish_reply(
+    start: ReplyStart,
+    status: u16,
+    content_type: &str,
+    headers: &[(String, String)],
+    out: &mut Vec<u8>,
+) {
+    let body_len = start.body_len(out);
+    codec::encode_into(
+        &MetaRef {
+            status,
+            content_type,
+            headers,
+        },
+        out,
+    );
+    let len = out.len() - start.at - 4;
+    if len > MAX_FRAME_LEN {
+        out.truncate(start.at);
+        let msg = format!("reply of {body_len} bytes exceeds the maximum frame size\n");
+        encode_reply(start.id, &Reply::text(500, msg), out);
+        return;
+    }
+    let at = start.at;
+    out[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[at + FRAME_HEADER_LEN..at + REPLY_BODY_OFFSET]
+        .copy_from_slice(&(body_len as u32).to_le_bytes());
+}
+
 /// Appends a reply frame to `out`. A reply too large for a frame is replaced
 /// by a 500 reply saying so, so the stream stays usable.
 pub fn encode_reply(id: u32, reply: &Reply, out: &mut Vec<u8>) {
-    let start = out.len();
-    encode_frame(id, reply, out);
-    if out.len() - start - 4 > MAX_FRAME_LEN {
-        out.truncate(start);
-        let msg = format!(
-            "reply of {} bytes exceeds the maximum frame size\n",
-            reply.body.len()
-        );
-        encode_frame(id, &Reply::text(500, msg), out);
-    }
+    let start = begin_reply(id, out);
+    out.extend_from_slice(&reply.body);
+    finish_reply(
+        start,
+        reply.status,
+        &reply.content_type,
+        &reply.headers,
+        out,
+    );
 }
 
 fn check_version(frame: &RawFrame<'_>) -> Result<(), FrameError> {
@@ -279,21 +320,35 @@ pub fn decode_request(frame: &RawFrame<'_>) -> Result<Request, FrameError> {
 
 /// Decodes a reply frame's payload, checking its version.
 pub fn decode_reply(frame: &RawFrame<'_>) -> Result<Reply, FrameError> {
-    check_version(frame)?;
-    Ok(codec::decode(frame.payload)?)
+    let head = decode_reply_head(frame)?;
+    let body = &frame.payload[head.body.start - FRAME_HEADER_LEN..head.body.end - FRAME_HEADER_LEN];
+    Ok(Reply {
+        status: head.status,
+        content_type: head.content_type,
+        headers: head.headers,
+        body: body.to_vec(),
+    })
 }
 
 /// Decodes a reply frame's payload except the body, checking its version;
 /// see [`ReplyHead`].
 pub fn decode_reply_head(frame: &RawFrame<'_>) -> Result<ReplyHead, FrameError> {
     check_version(frame)?;
-    let r: ReplyRef<'_> = codec::decode_borrowed(frame.payload)?;
-    let start = FRAME_HEADER_LEN + (r.body.as_ptr() as usize - frame.payload.as_ptr() as usize);
+    let p = frame.payload;
+    let room = p.len().saturating_sub(4);
+    let len = match p.get(..4) {
+        Some(b) => u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize,
+        None => return Err(FrameError::BodyLength { len: 0, room: 0 }),
+    };
+    if len > room {
+        return Err(FrameError::BodyLength { len, room });
+    }
+    let meta: Meta = codec::decode(&p[4 + len..])?;
     Ok(ReplyHead {
-        status: r.status,
-        content_type: r.content_type,
-        headers: r.headers,
-        body: start..start + r.body.len(),
+        status: meta.status,
+        content_type: meta.content_type,
+        headers: meta.headers,
+        body: REPLY_BODY_OFFSET..REPLY_BODY_OFFSET + len,
     })
 }
 
@@ -373,35 +428,80 @@ mod tests {
     }
 
     #[test]
-    fn body_bytes_are_the_same_on_the_wire_as_a_byte_sequence() {
-        // What the body encoding was before `byte_string`: serde's default
-        // for Vec<u8>. Frames of either must be the same bytes.
-        #[derive(Serialize)]
-        struct OldReply {
-            status: u16,
-            content_type: String,
-            headers: Vec<(String, String)>,
-            body: Vec<u8>,
-        }
-        let body: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
-        let old = OldReply {
+    fn reply_layout_is_body_then_head() {
+        let r = Reply {
             status: 200,
             content_type: "text/plain".into(),
             headers: vec![],
-            body: body.clone(),
+            body: b"abc".to_vec(),
         };
-        let new = Reply {
-            status: 200,
+        let mut buf = Vec::new();
+        encode_reply(7, &r, &mut buf);
+        assert_eq!(&buf[4..6], &PROTOCOL_VERSION.to_le_bytes());
+        assert_eq!(&buf[6..10], &7u32.to_le_bytes());
+        assert_eq!(&buf[10..14], &3u32.to_le_bytes());
+        assert_eq!(&buf[14..17], b"abc");
+        let len = u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
+        assert_eq!(len + 4, buf.len());
+    }
+
+    #[test]
+    fn replies_written_in_place_match_encoded_ones() {
+        let r = Reply {
+            status: 302,
             content_type: "text/plain".into(),
-            headers: vec![],
-            body,
+            headers: vec![("Location".into(), "https://m/x".into())],
+            body: (0..70_000u32).map(|i| (i % 251) as u8).collect(),
         };
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        encode_frame(3, &old, &mut a);
-        encode_reply(3, &new, &mut b);
+        let mut a = b"prefix".to_vec();
+        encode_reply(3, &r, &mut a);
+        let mut b = b"prefix".to_vec();
+        let start = begin_reply(3, &mut b);
+        b.extend_from_slice(&r.body[..1000]);
+        assert_eq!(start.body_len(&b), 1000);
+        b.extend_from_slice(&r.body[1000..]);
+        finish_reply(start, r.status, &r.content_type, &r.headers, &mut b);
         assert_eq!(a, b);
-        let f = parse_frame(&a).unwrap().unwrap();
-        assert_eq!(decode_reply(&f).unwrap(), new);
+        let f = parse_frame(&a[6..]).unwrap().unwrap();
+        assert_eq!(decode_reply(&f).unwrap(), r);
+    }
+
+    #[test]
+    fn oversized_reply_becomes_a_500() {
+        let mut buf = Vec::new();
+        let start = begin_reply(4, &mut buf);
+        buf.resize(buf.len() + MAX_FRAME_LEN, b'x');
+        finish_reply(start, 200, "text/plain", &[], &mut buf);
+        let f = parse_frame(&buf).unwrap().unwrap();
+        assert_eq!(f.consumed, buf.len());
+        let reply = decode_reply(&f).unwrap();
+        assert_eq!((f.id, reply.status), (4, 500));
+        assert!(String::from_utf8_lossy(&reply.body).contains("exceeds the maximum frame size"));
+    }
+
+    #[test]
+    fn bad_body_lengths_are_errors() {
+        let mut buf = Vec::new();
+        encode_reply(1, &Reply::text(200, "hello"), &mut buf);
+        buf[10..14].copy_from_slice(&1000u32.to_le_bytes());
+        let f = parse_frame(&buf).unwrap().unwrap();
+        assert!(matches!(
+            decode_reply_head(&f),
+            Err(FrameError::BodyLength { len: 1000, .. })
+        ));
+        // One byte short of the head: the head no longer decodes.
+        buf[10..14].copy_from_slice(&6u32.to_le_bytes());
+        let f = parse_frame(&buf).unwrap().unwrap();
+        assert!(matches!(decode_reply_head(&f), Err(FrameError::Payload(_))));
+        let mut short = Vec::new();
+        short.extend_from_slice(&8u32.to_le_bytes());
+        short.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        short.extend_from_slice(&[0u8; 6]);
+        let f = parse_frame(&short).unwrap().unwrap();
+        assert!(matches!(
+            decode_reply_head(&f),
+            Err(FrameError::BodyLength { .. })
+        ));
     }
 
     #[test]
@@ -420,7 +520,7 @@ mod tests {
         assert_eq!((head.status, &head.content_type), (302, &r.content_type));
         assert_eq!(head.headers, r.headers);
         assert_eq!(&buf[start..][head.body.clone()], b"the body");
-        assert_eq!(head.body.end, f.consumed);
+        assert_eq!(head.body.start, REPLY_BODY_OFFSET);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One request in, one reply out: query → target directory → client location
 //! → selection → rendering. Pure (no I/O): the server drives it from its
-//! connections and the tests call it directly.
+//! connections ([`handle_into`], which renders the body straight into the
+//! reply frame being written) and the tests call it directly ([`handle`]).
 //!
 //! # Statuses
 //!
@@ -104,21 +105,46 @@ struct Resolved<'a> {
     file: Option<&'a FileEntry>,
 }
 
-fn error(state: &State, metalink: bool, status: u16, text: &str) -> Reply {
-    if metalink {
-        let mut body = String::with_capacity(512 + text.len());
-        render::metalink_failure(&mut body, &state.index, text);
-        Reply {
+/// An answer's status and headers; its body went to the caller's buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// Extra headers, e.g. `Location` for a redirect.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    fn text(status: u16) -> Answer {
+        Answer {
             status,
-            content_type: render::METALINK.into(),
+            content_type: render::TEXT,
             headers: Vec::new(),
-            body: body.into_bytes(),
+        }
+    }
+}
+
+/// A request that cannot be answered with a list: its status and the text
+/// saying why.
+type Failure = (u16, String);
+
+/// Writes the error `text` to `out`: as MirrorManager's failure document on
+/// `/metalink`, else as a line of text.
+fn error(state: &State, metalink: bool, status: u16, text: &str, out: &mut Vec<u8>) -> Answer {
+    if metalink {
+        out.reserve(512 + text.len());
+        render::metalink_failure(out, &state.index, text);
+        Answer {
+            status,
+            content_type: render::METALINK,
+            headers: Vec::new(),
         }
     } else {
-        let mut body = String::with_capacity(text.len() + 1);
-        body.push_str(text);
-        body.push('\n');
-        Reply::text(status, body)
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'\n');
+        Answer::text(status)
     }
 }
 
@@ -136,12 +162,34 @@ fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
-/// Answers one request. Pure: no I/O. `rng` drives the shuffle.
+/// Answers one request as a [`Reply`]. Pure: no I/O. `rng` drives the
+/// shuffle.
 pub fn handle(state: &State, req: &Request, rng: &mut SmallRng) -> (Reply, Option<AccessRecord>) {
+    let mut body = Vec::new();
+    let (answer, record) = handle_into(state, req, rng, &mut body);
+    let reply = Reply {
+        status: answer.status,
+        content_type: answer.content_type.to_owned(),
+        headers: answer.headers,
+        body,
+    };
+    (reply, record)
+}
+
+/// Answers one request, appending the body to `out` (and nothing else);
+/// returns its status and headers. Pure: no I/O. `rng` drives the shuffle.
+pub fn handle_into(
+    state: &State,
+    req: &Request,
+    rng: &mut SmallRng,
+    out: &mut Vec<u8>,
+) -> (Answer, Option<AccessRecord>) {
     let metalink = match req.endpoint {
         Endpoint::Ping => {
-            let body = format!("ok built_at={}\n", state.index.cache().built_at);
-            return (Reply::text(200, body), None);
+            out.extend_from_slice(b"ok built_at=");
+            render::put_num(out, state.index.cache().built_at);
+            out.push(b'\n');
+            return (Answer::text(200), None);
         }
         Endpoint::Mirrorlist => false,
         Endpoint::Metalink => true,
@@ -152,18 +200,16 @@ pub fn handle(state: &State, req: &Request, rng: &mut SmallRng) -> (Reply, Optio
     let path;
     let resolved = if let Some(p) = q.path {
         path = normalize_path(p);
-        match resolve_path(state, metalink, &path) {
-            Ok(r) => r,
-            Err(reply) => return (reply, None),
-        }
+        resolve_path(state, metalink, &path)
     } else if let (Some(repo), Some(arch)) = (q.repo.as_deref(), q.arch) {
-        match resolve_repo(state, metalink, repo, arch) {
-            Ok(r) => r,
-            Err(reply) => return (reply, None),
-        }
+        resolve_repo(state, metalink, repo, arch)
     } else {
         let text = "# either path=, or repo= and arch= must be specified";
-        return (error(state, metalink, 400, text), None);
+        Err((400, text.to_owned()))
+    };
+    let resolved = match resolved {
+        Ok(r) => r,
+        Err((status, text)) => return (error(state, metalink, status, &text, out), None),
     };
 
     let ip = match q.ip {
@@ -173,7 +219,7 @@ pub fn handle(state: &State, req: &Request, rng: &mut SmallRng) -> (Reply, Optio
             let mut text = String::from("# error: ip= is not an IP address: \"");
             render::push_sanitized(&mut text, raw);
             text.push('"');
-            return (error(state, metalink, 400, &text), None);
+            return (error(state, metalink, 400, &text, out), None);
         }
     };
     let want_asn = q.netblock && q.places.is_none();
@@ -206,7 +252,7 @@ pub fn handle(state: &State, req: &Request, rng: &mut SmallRng) -> (Reply, Optio
         },
         minimum: state.minimum,
     };
-    let reply = SCRATCH.with(|scratch| {
+    let answer = SCRATCH.with(|scratch| {
         // A re-entrant call cannot happen (handle does not recurse), but a
         // fresh buffer is the safe answer if it ever did.
         let mut fresh = None;
@@ -216,22 +262,21 @@ pub fn handle(state: &State, req: &Request, rng: &mut SmallRng) -> (Reply, Optio
             None => fresh.insert(Selection::default()),
         };
         select::select(index, resolved.dir, &loc, &params, rng, sel);
-        answer(state, &resolved, &q, sel)
+        answer(state, &resolved, &q, sel, out)
     });
-    (reply, record)
+    (answer, record)
 }
 
 fn resolve_path<'a>(
     state: &'a State,
     metalink: bool,
     path: &'a str,
-) -> Result<Resolved<'a>, Reply> {
+) -> Result<Resolved<'a>, Failure> {
     let index = &state.index;
     let head = Head::Path(path);
     if let Some(d) = index.path(path) {
         if metalink {
-            let text = format!("{path}/ not found or has no metalink");
-            return Err(error(state, true, 404, &text));
+            return Err((404, format!("{path}/ not found or has no metalink")));
         }
         return Ok(Resolved {
             head,
@@ -245,15 +290,12 @@ fn resolve_path<'a>(
         let mut text = String::new();
         render::head(&mut text, &head);
         text.push_str("error: invalid path");
-        return Err(error(state, metalink, 404, &text));
+        return Err((404, text));
     };
     let file = if metalink {
         match index.cache().file(parent, name) {
             Some(f) => Some(f),
-            None => {
-                let text = format!("{path} not found or has no metalink");
-                return Err(error(state, true, 404, &text));
-            }
+            None => return Err((404, format!("{path} not found or has no metalink"))),
         }
     } else {
         None
@@ -271,7 +313,7 @@ fn resolve_repo<'a>(
     metalink: bool,
     repo: &'a str,
     arch: &'a str,
-) -> Result<Resolved<'a>, Reply> {
+) -> Result<Resolved<'a>, Failure> {
     let index = &state.index;
     let repo = index.redirect(repo);
     let head = Head::Repo { repo, arch };
@@ -279,14 +321,14 @@ fn resolve_repo<'a>(
     render::head(&mut text, &head);
     if index.is_disabled(repo) {
         text.push_str("repo disabled");
-        return Err(error(state, metalink, 404, &text));
+        return Err((404, text));
     }
     let Some(d) = index.repo(repo, arch) else {
         text.push_str("error: invalid repo or arch\n# following repositories are available:\n");
         text.push_str(index.repo_listing());
         // `error` adds the final newline.
         text.pop();
-        return Err(error(state, metalink, 404, &text));
+        return Err((404, text));
     };
     if !metalink {
         return Ok(Resolved {
@@ -301,7 +343,7 @@ fn resolve_repo<'a>(
             "{}/repodata/repomd.xml not found or has no metalink",
             index.directory(d).path
         );
-        return Err(error(state, true, 404, &text));
+        return Err((404, text));
     };
     // Hosts are taken from the repodata directory itself when the cache
     // lists it (its freshness is what the metalink vouches for), else from
@@ -318,38 +360,44 @@ fn resolve_repo<'a>(
     })
 }
 
-fn answer(state: &State, r: &Resolved<'_>, q: &Query<'_>, sel: &Selection) -> Reply {
+fn answer(
+    state: &State,
+    r: &Resolved<'_>,
+    q: &Query<'_>,
+    sel: &Selection,
+    out: &mut Vec<u8>,
+) -> Answer {
     let index = &state.index;
     if let Some(file) = r.file {
         let capacity = render::metalink_capacity(index, file, &r.target, sel);
-        let mut body = String::with_capacity(capacity);
-        render::metalink(&mut body, index, file, &r.target, sel);
-        debug_assert!(body.len() <= capacity, "{} > {capacity}", body.len());
-        return Reply {
+        out.reserve(capacity);
+        let start = out.len();
+        render::metalink(out, index, file, &r.target, sel);
+        debug_assert!(
+            out.len() - start <= capacity,
+            "{} > {capacity}",
+            out.len() - start
+        );
+        return Answer {
             status: 200,
-            content_type: render::METALINK.into(),
+            content_type: render::METALINK,
             headers: Vec::new(),
-            body: body.into_bytes(),
         };
     }
     if q.redirect {
         if let Some(location) = render::redirect_location(index, &r.target, sel) {
-            let mut reply = Reply::text(302, Vec::new());
-            reply.headers.push(("Location".into(), location));
-            return reply;
+            let mut answer = Answer::text(302);
+            answer.headers.push(("Location".into(), location));
+            return answer;
         }
-    }
-    let mut body = String::with_capacity(256 + sel.picks.len() * 96);
-    if q.redirect {
         // No mirror to redirect to: the list's header says what was asked.
-        render::head(&mut body, &r.head);
-        body.push('\n');
-        return Reply::text(404, body);
+        render::head(out, &r.head);
+        out.push(b'\n');
+        return Answer::text(404);
     }
-    render::mirrorlist(
-        &mut body, index, &r.head, &r.target, sel, q.time, q.priority,
-    );
-    Reply::text(200, body)
+    out.reserve(256 + sel.picks.len() * 96);
+    render::mirrorlist(out, index, &r.head, &r.target, sel, q.time, q.priority);
+    Answer::text(200)
 }
 
 #[cfg(test)]
@@ -461,6 +509,42 @@ mod tests {
                 countme: None,
             })
         );
+    }
+
+    #[test]
+    fn answers_are_appended_after_what_the_buffer_holds() {
+        // The server renders into a buffer that already holds earlier
+        // replies and this reply's frame header: they must stay untouched,
+        // and the body must be the one `handle` gives.
+        let s = state(&world());
+        let asks = [
+            req(Endpoint::Mirrorlist, Some("194.25.0.60"), &REPO),
+            req(Endpoint::Metalink, Some("194.25.0.60"), &REPO),
+            req(
+                Endpoint::Mirrorlist,
+                None,
+                &[("repo", "nope"), ("arch", "x86_64")],
+            ),
+            req(Endpoint::Metalink, None, &[("path", "no/such")]),
+            req(
+                Endpoint::Mirrorlist,
+                None,
+                &[("repo", "fedora-42"), ("arch", "x86_64"), ("redirect", "1")],
+            ),
+            req(Endpoint::Ping, None, &[]),
+        ];
+        for ask in &asks {
+            let (reply, _) = call(&s, ask);
+            let mut out = b"earlier bytes".to_vec();
+            let mut rng = SmallRng::seed_from_u64(42);
+            let (answer, _) = handle_into(&s, ask, &mut rng, &mut out);
+            assert_eq!(&out[..13], b"earlier bytes", "{ask:?}");
+            assert_eq!(&out[13..], &reply.body[..], "{ask:?}");
+            assert_eq!(answer.status, reply.status, "{ask:?}");
+            assert_eq!(answer.content_type, reply.content_type, "{ask:?}");
+            assert_eq!(answer.headers, reply.headers, "{ask:?}");
+            assert!(!reply.body.is_empty() || reply.status == 302, "{ask:?}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Rendering answers in MirrorManager's formats, into one output `String`.
+//! Rendering answers in MirrorManager's formats, appended to one output
+//! ([`Out`]: the server's write buffer, or a `String` for error texts).
 //!
 //! # Plain list (`/mirrorlist`)
 //!
@@ -29,8 +30,6 @@
 //! Text echoed from the request (an unknown repo name) has its control
 //! characters replaced, so a `%0A` cannot add a line to a list that clients
 //! read line by line.
-
-use std::fmt::Write as _;
 
 use mirrorlist_core::model::{Directory, FileDetails, FileEntry, HostSet, Protocol};
 
@@ -73,13 +72,67 @@ pub struct Target<'a> {
     pub file: Option<&'a str>,
 }
 
+/// Where text is rendered to: the server renders bodies straight into the
+/// frame it is writing (a `Vec<u8>`), error texts into a `String`. Only
+/// UTF-8 is ever appended, so a `Vec<u8>` written this way holds UTF-8.
+pub trait Out {
+    /// Appends `s`.
+    fn put(&mut self, s: &str);
+    /// Appends one ASCII byte.
+    fn put_byte(&mut self, b: u8);
+}
+
+impl Out for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+
+    fn put_byte(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
+        self.push(char::from(b));
+    }
+}
+
+impl Out for Vec<u8> {
+    fn put(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+
+    fn put_byte(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
+        self.push(b);
+    }
+}
+
+/// Appends `n` in decimal without the formatting machinery.
+pub fn put_num(out: &mut impl Out, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+}
+
+/// Appends `c`.
+fn put_char(out: &mut impl Out, c: char) {
+    out.put(c.encode_utf8(&mut [0u8; 4]));
+}
+
 /// Appends `s` with control characters replaced by `?`.
-pub fn push_sanitized(out: &mut String, s: &str) {
+pub fn push_sanitized(out: &mut impl Out, s: &str) {
     if !s.chars().any(char::is_control) {
-        out.push_str(s);
+        out.put(s);
         return;
     }
-    out.extend(s.chars().map(|c| if c.is_control() { '?' } else { c }));
+    for c in s.chars() {
+        put_char(out, if c.is_control() { '?' } else { c });
+    }
 }
 
 /// The bytes [`push_escaped`] replaces (`"`, `&`, `'`, `<`, `>`), all below
@@ -97,9 +150,9 @@ fn needs_escaping(s: &str) -> bool {
 }
 
 /// Appends `s` escaped for XML text and attribute values.
-pub fn push_escaped(out: &mut String, s: &str) {
+pub fn push_escaped(out: &mut impl Out, s: &str) {
     if !needs_escaping(s) {
-        out.push_str(s);
+        out.put(s);
         return;
     }
     let mut start = 0;
@@ -113,69 +166,71 @@ pub fn push_escaped(out: &mut String, s: &str) {
             _ => continue,
         };
         // The escaped bytes are ASCII, so `i` is a char boundary.
-        out.push_str(&s[start..i]);
-        out.push_str(entity);
+        out.put(&s[start..i]);
+        out.put(entity);
         start = i + 1;
     }
-    out.push_str(&s[start..]);
+    out.put(&s[start..]);
 }
 
 /// Writes the header line's opening: `# repo = R arch = A ` or `# path = P `.
-pub fn head(out: &mut String, head: &Head<'_>) {
+pub fn head(out: &mut impl Out, head: &Head<'_>) {
     match head {
         Head::Repo { repo, arch } => {
-            out.push_str("# repo = ");
+            out.put("# repo = ");
             push_sanitized(out, repo);
-            out.push_str(" arch = ");
+            out.put(" arch = ");
             push_sanitized(out, arch);
-            out.push(' ');
+            out.put_byte(b' ');
         }
         Head::Path(p) => {
-            out.push_str("# path = ");
+            out.put("# path = ");
             push_sanitized(out, p);
-            out.push(' ');
+            out.put_byte(b' ');
         }
     }
 }
 
-fn notes(out: &mut String, sel: &Selection) {
+fn notes(out: &mut impl Out, sel: &Selection) {
     for note in &sel.notes {
         match note {
-            Note::Netblock => out.push_str("Using preferred netblock "),
+            Note::Netblock => out.put("Using preferred netblock "),
             Note::Asn(n) => {
-                let _ = write!(out, "Using ASN {n} ");
+                out.put("Using ASN ");
+                put_num(out, u64::from(*n));
+                out.put_byte(b' ');
             }
             Note::Country(c) => {
-                out.push_str("country = ");
-                out.push_str(c.as_str());
-                out.push(' ');
+                out.put("country = ");
+                out.put(c.as_str());
+                out.put_byte(b' ');
             }
-            Note::Global => out.push_str("country = global "),
+            Note::Global => out.put("country = global "),
         }
     }
     if sel.filtered {
-        out.push_str("protocol = ");
+        out.put("protocol = ");
         for (i, p) in sel.protocols.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.put_byte(b',');
             }
-            out.push_str(p.as_str());
+            out.put(p.as_str());
         }
-        out.push(' ');
+        out.put_byte(b' ');
     }
 }
 
 /// Appends what follows a host's category URL for `target`:
 /// `[/subpath][extra]/[file]`.
-fn tail(out: &mut String, target: &Target<'_>) {
+fn tail(out: &mut impl Out, target: &Target<'_>) {
     if !target.dir.subpath.is_empty() {
-        out.push('/');
-        out.push_str(&target.dir.subpath);
+        out.put_byte(b'/');
+        out.put(&target.dir.subpath);
     }
-    out.push_str(target.extra);
-    out.push('/');
+    out.put(target.extra);
+    out.put_byte(b'/');
     if let Some(f) = target.file {
-        out.push_str(f);
+        out.put(f);
     }
 }
 
@@ -198,25 +253,25 @@ fn preferred<'a>(
 
 /// Appends `n` (at most 100 here) without the formatting machinery, which
 /// would cost more than the rest of a metalink line.
-fn push_small(out: &mut String, n: u32) {
+fn push_small(out: &mut impl Out, n: u32) {
     if n >= 100 {
-        out.push(digit(n / 100));
+        out.put_byte(digit(n / 100));
     }
     if n >= 10 {
-        out.push(digit(n / 10 % 10));
+        out.put_byte(digit(n / 10 % 10));
     }
-    out.push(digit(n % 10));
+    out.put_byte(digit(n % 10));
 }
 
-/// The ASCII digit of `d % 10`: pushing a `char` is inlined, where a
-/// one-byte `push_str` is a call to `memcpy`.
-fn digit(d: u32) -> char {
-    char::from(b'0' + (d % 10) as u8)
+/// The ASCII digit of `d % 10`: pushing one byte is inlined, where a
+/// one-byte `put` is a call to `memcpy`.
+fn digit(d: u32) -> u8 {
+    b'0' + (d % 10) as u8
 }
 
 /// The plain list.
 pub fn mirrorlist(
-    out: &mut String,
+    out: &mut impl Out,
     index: &Index,
     h: &Head<'_>,
     target: &Target<'_>,
@@ -227,13 +282,10 @@ pub fn mirrorlist(
     head(out, h);
     notes(out, sel);
     if time {
-        let _ = write!(
-            out,
-            "\n# database creation time: {}",
-            index.cache().built_at
-        );
+        out.put("\n# database creation time: ");
+        put_num(out, index.cache().built_at);
     }
-    out.push('\n');
+    out.put_byte(b'\n');
     let allowed = sel.protocols.intersect(ProtocolSet::PLAIN);
     let mut end = String::with_capacity(target.dir.subpath.len() + 32);
     tail(&mut end, target);
@@ -255,12 +307,14 @@ pub fn mirrorlist(
             preferred(index, target, pick.slot, allowed)
         };
         if let Some(base) = base {
-            out.push_str(base);
-            out.push_str(&end);
+            out.put(base);
+            out.put(&end);
             if priority {
                 // apt's mirror method: metadata after a tab; lowest first.
                 rank += 1;
-                let _ = writeln!(out, "\tpriority:{rank}");
+                out.put("\tpriority:");
+                put_num(out, u64::from(rank));
+                out.put_byte(b'\n');
             }
         }
     }
@@ -283,20 +337,20 @@ pub fn redirect_location(index: &Index, target: &Target<'_>, sel: &Selection) ->
     })
 }
 
-fn metalink_head(out: &mut String, index: &Index) {
-    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
-    out.push_str("<metalink version=\"3.0\" xmlns=\"http://www.metalinker.org/\" type=\"dynamic\" pubdate=\"");
+fn metalink_head(out: &mut impl Out, index: &Index) {
+    out.put("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    out.put("<metalink version=\"3.0\" xmlns=\"http://www.metalinker.org/\" type=\"dynamic\" pubdate=\"");
     push_escaped(out, index.pubdate());
-    out.push_str(
+    out.put(
         "\" generator=\"mirrormanager\" xmlns:mm0=\"http://fedorahosted.org/mirrormanager\">\n",
     );
 }
 
 /// A metalink that carries only a comment, as MirrorManager answers errors
 /// on `/metalink`: clients see a metalink and give up at once.
-pub fn metalink_failure(out: &mut String, index: &Index, message: &str) {
+pub fn metalink_failure(out: &mut impl Out, index: &Index, message: &str) {
     metalink_head(out, index);
-    out.push_str("<!-- ");
+    out.put("<!-- ");
     // A comment may not contain `--`; and escaping keeps `<`/`&` inert for
     // parsers that are lenient about comments.
     let mut escaped = String::with_capacity(message.len());
@@ -304,27 +358,29 @@ pub fn metalink_failure(out: &mut String, index: &Index, message: &str) {
     let mut prev = '\0';
     for c in escaped.chars() {
         if c == '-' && prev == '-' {
-            out.push(' ');
+            out.put_byte(b' ');
         }
-        out.push(if c.is_control() && c != '\n' { '?' } else { c });
+        put_char(out, if c.is_control() && c != '\n' { '?' } else { c });
         prev = c;
     }
-    out.push_str("\n-->\n</metalink>\n");
+    out.put("\n-->\n</metalink>\n");
 }
 
-fn details(out: &mut String, d: &FileDetails, indent: &str) {
+fn details(out: &mut impl Out, d: &FileDetails, indent: &str) {
     if d.timestamp != 0 {
-        let _ = writeln!(
-            out,
-            "{indent} <mm0:timestamp>{}</mm0:timestamp>",
-            d.timestamp
-        );
+        out.put(indent);
+        out.put(" <mm0:timestamp>");
+        put_num(out, d.timestamp);
+        out.put("</mm0:timestamp>\n");
     }
     if d.size != 0 {
-        let _ = writeln!(out, "{indent} <size>{}</size>", d.size);
+        out.put(indent);
+        out.put(" <size>");
+        put_num(out, d.size);
+        out.put("</size>\n");
     }
-    out.push_str(indent);
-    out.push_str(" <verification>\n");
+    out.put(indent);
+    out.put(" <verification>\n");
     for (kind, value) in [
         ("md5", &d.md5),
         ("sha1", &d.sha1),
@@ -332,16 +388,16 @@ fn details(out: &mut String, d: &FileDetails, indent: &str) {
         ("sha512", &d.sha512),
     ] {
         if !value.is_empty() {
-            out.push_str(indent);
-            out.push_str("  <hash type=\"");
-            out.push_str(kind);
-            out.push_str("\">");
+            out.put(indent);
+            out.put("  <hash type=\"");
+            out.put(kind);
+            out.put("\">");
             push_escaped(out, value);
-            out.push_str("</hash>\n");
+            out.put("</hash>\n");
         }
     }
-    out.push_str(indent);
-    out.push_str(" </verification>\n");
+    out.put(indent);
+    out.put(" </verification>\n");
 }
 
 /// `mm0:private` attribute of a private host's URLs, after `preference`.
@@ -386,29 +442,29 @@ pub fn metalink_capacity(
 /// The metalink for `file` (found in the cache's file details) with the
 /// selected hosts' URLs. `target.file` is the file's name.
 pub fn metalink(
-    out: &mut String,
+    out: &mut impl Out,
     index: &Index,
     file: &FileEntry,
     target: &Target<'_>,
     sel: &Selection,
 ) {
     metalink_head(out, index);
-    out.push_str(" <files>\n  <file name=\"");
+    out.put(" <files>\n  <file name=\"");
     push_escaped(out, &file.name);
-    out.push_str("\">\n");
+    out.put("\">\n");
     if let Some(current) = file.versions.first() {
         details(out, current, "  ");
     }
     if file.versions.len() > 1 {
-        out.push_str("   <mm0:alternates>\n");
+        out.put("   <mm0:alternates>\n");
         for alt in &file.versions[1..] {
-            out.push_str("    <mm0:alternate>\n");
+            out.put("    <mm0:alternate>\n");
             details(out, alt, "     ");
-            out.push_str("    </mm0:alternate>\n");
+            out.put("    </mm0:alternate>\n");
         }
-        out.push_str("   </mm0:alternates>\n");
+        out.put("   </mm0:alternates>\n");
     }
-    out.push_str("   <resources maxconnections=\"1\">\n");
+    out.put("   <resources maxconnections=\"1\">\n");
     // Everything after the host's URL is the same on every line: build it
     // once, escaped.
     let end = metalink_url_end(target);
@@ -419,17 +475,17 @@ pub fn metalink(
             if !sel.protocols.contains(index.url_protocol(u)) {
                 continue;
             }
-            out.push_str(index.url_open(u));
+            out.put(index.url_open(u));
             push_small(out, preference);
             if private {
-                out.push_str(PRIVATE_ATTR);
+                out.put(PRIVATE_ATTR);
             }
-            out.push_str(index.url_close(u));
-            out.push_str(&end);
+            out.put(index.url_close(u));
+            out.put(&end);
         }
         preference = preference.saturating_sub(1).max(1);
     }
-    out.push_str("   </resources>\n  </file>\n </files>\n</metalink>\n");
+    out.put("   </resources>\n  </file>\n </files>\n</metalink>\n");
 }
 
 /// Formats Unix seconds as an RFC 2822 date in GMT, e.g.

@@ -380,8 +380,16 @@ fn answer_frames(
         offset += frame.consumed;
         match protocol::decode_request(&frame) {
             Ok(req) => {
-                let (reply, record) = handler::handle(&state, &req, rng);
-                protocol::encode_reply(frame.id, &reply, wbuf);
+                // The body is rendered straight into the frame.
+                let start = protocol::begin_reply(frame.id, wbuf);
+                let (answer, record) = handler::handle_into(&state, &req, rng, wbuf);
+                protocol::finish_reply(
+                    start,
+                    answer.status,
+                    answer.content_type,
+                    &answer.headers,
+                    wbuf,
+                );
                 if let (Some(log), Some(record)) = (log.as_mut(), record) {
                     if let Err(e) = log.record(&record) {
                         tracing::error!("writing access log: {e}");
