@@ -13,6 +13,13 @@
 //! - the flat schema of the bundled `geo-whois-asn-country` database:
 //!   `country_code`.
 //!
+//! IPv4 lookups do not walk the database's tree: at open, every IPv4
+//! network is read once into [`V4Table`], a sorted array of range starts
+//! with an index by the first 16 bits, so a lookup is a short binary search
+//! in a few cache lines instead of a walk of ~24 tree nodes and a record
+//! decode (measured: the walk was ~7% of the server's CPU per /mirrorlist).
+//! IPv6 lookups still walk the tree.
+//!
 //! [`geo_address`] maps IPv6 transition addresses (6to4, Teredo) to the IPv4
 //! address they embed, since that is where the client really is.
 
@@ -44,10 +51,11 @@ pub enum GeoError {
     },
 }
 
-/// A MaxMind DB file, memory-mapped: opening costs no read of the data, and
-/// several processes share the page cache.
+/// A MaxMind DB file, memory-mapped (several processes share the page
+/// cache), with its IPv4 networks also in a [`V4Table`].
 pub struct MaxmindGeo {
     reader: maxminddb::Reader<maxminddb::Mmap>,
+    v4: V4Table,
     path: PathBuf,
 }
 
@@ -57,6 +65,7 @@ impl fmt::Debug for MaxmindGeo {
             .field("path", &self.path)
             .field("database_type", &self.reader.metadata.database_type)
             .field("build_epoch", &self.reader.metadata.build_epoch)
+            .field("ipv4_ranges", &self.v4.len())
             .finish()
     }
 }
@@ -77,15 +86,115 @@ struct IsoCode<'a> {
     iso_code: Option<&'a str>,
 }
 
+impl Record<'_> {
+    /// The country, by the first field of either schema that has one.
+    fn country(self) -> Option<Country> {
+        let nested = self.country.and_then(|c| c.iso_code);
+        let registered = self.registered_country.and_then(|c| c.iso_code);
+        nested
+            .or(self.country_code)
+            .or(registered)
+            .and_then(Country::parse)
+    }
+}
+
+/// IPv4 address → country as sorted ranges: entry `i` covers the addresses
+/// from `starts[i]` up to the next start. Neighbouring ranges of the same
+/// country are merged, so the table is smaller than the database's list
+/// of networks.
+#[derive(Clone, Debug, Default)]
+pub struct V4Table {
+    starts: Vec<u32>,
+    countries: Vec<Option<Country>>,
+    /// For each value of an address's first 16 bits, the first entry that
+    /// may cover it (`index[k]..=index[k + 1]` holds the answer).
+    index: Vec<u32>,
+}
+
+impl V4Table {
+    /// Builds the table from networks as `(first, last, country)`, in any
+    /// order. A MaxMind DB's networks never overlap; if some did, the one
+    /// that starts first would win and the other be left out.
+    pub fn new(mut ranges: Vec<(u32, u32, Option<Country>)>) -> V4Table {
+        ranges.sort_unstable_by_key(|r| r.0);
+        let mut t = V4Table::default();
+        let push = |t: &mut V4Table, start: u32, country: Option<Country>| {
+            if t.countries.last() == Some(&country) {
+                return;
+            }
+            if t.starts.last() == Some(&start) {
+                t.countries.pop();
+                t.starts.pop();
+                if t.countries.last() == Some(&country) {
+                    return;
+                }
+            }
+            t.starts.push(start);
+            t.countries.push(country);
+        };
+        push(&mut t, 0, None);
+        // One past the last address covered so far (u64: may be 2^32).
+        let mut covered: u64 = 0;
+        for (first, last, country) in ranges {
+            if u64::from(first) < covered || last < first {
+                continue;
+            }
+            if u64::from(first) > covered {
+                // A gap without data since the previous network.
+                push(&mut t, covered as u32, None);
+            }
+            push(&mut t, first, country);
+            covered = u64::from(last) + 1;
+            if covered <= u64::from(u32::MAX) {
+                // What follows this network is unknown until the next one.
+                push(&mut t, covered as u32, None);
+            }
+        }
+        t.index = (0..=1u32 << 16)
+            .map(|k| {
+                let at = (u64::from(k) << 16).min(u64::from(u32::MAX)) as u32;
+                let i = t.starts.partition_point(|&s| s <= at);
+                // The entry covering `at` (entry 0 starts at 0).
+                (i - 1) as u32
+            })
+            .collect();
+        t
+    }
+
+    /// The country of `ip`, if the table has one.
+    pub fn country(&self, ip: Ipv4Addr) -> Option<Country> {
+        let ip = u32::from(ip);
+        let k = (ip >> 16) as usize;
+        let lo = self.index[k] as usize;
+        let hi = self.index[k + 1] as usize + 1;
+        let i = lo + self.starts[lo..hi].partition_point(|&s| s <= ip) - 1;
+        self.countries[i]
+    }
+
+    /// How many ranges the table holds.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Whether the table is empty (never, once built: entry 0 is there).
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+}
+
 impl MaxmindGeo {
-    /// Maps the database at `path` and checks its header.
+    /// Maps the database at `path`, checks its header and reads its IPv4
+    /// networks into a [`V4Table`].
     pub fn open(path: &Path) -> Result<MaxmindGeo, GeoError> {
-        let reader = maxminddb::Reader::open_mmap(path).map_err(|source| GeoError::Open {
+        let error = |source| GeoError::Open {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let reader = maxminddb::Reader::open_mmap(path).map_err(error)?;
+        let v4 = read_v4(&reader).map_err(error)?;
         Ok(MaxmindGeo {
             reader,
+            v4,
             path: path.to_path_buf(),
         })
     }
@@ -101,18 +210,35 @@ impl MaxmindGeo {
     }
 }
 
+/// Every IPv4 network of the database with its country. A record that
+/// fails to decode counts as one without a country, as in lookups.
+fn read_v4(
+    reader: &maxminddb::Reader<maxminddb::Mmap>,
+) -> Result<V4Table, maxminddb::MaxMindDbError> {
+    let all = ipnetwork::Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0 is a valid prefix");
+    let mut ranges = Vec::new();
+    for item in reader.within::<Record<'_>>(ipnetwork::IpNetwork::V4(all))? {
+        // A record that fails to decode is left out: its addresses then
+        // have no country, as a lookup of them had.
+        let Ok(item) = item else { continue };
+        if let ipnetwork::IpNetwork::V4(net) = item.ip_net {
+            let first = u32::from(net.network());
+            let last = u32::from(net.broadcast());
+            ranges.push((first, last, item.info.country()));
+        }
+    }
+    Ok(V4Table::new(ranges))
+}
+
 impl GeoLookup for MaxmindGeo {
     fn country(&self, ip: IpAddr) -> Option<Country> {
-        // A record that fails to decode is treated like a missing one: one
-        // odd record must not turn into an error for the client, who then
-        // simply gets the global tier.
-        let record: Record<'_> = self.reader.lookup(ip).ok()??;
-        let nested = record.country.and_then(|c| c.iso_code);
-        let registered = record.registered_country.and_then(|c| c.iso_code);
-        nested
-            .or(record.country_code)
-            .or(registered)
-            .and_then(Country::parse)
+        match ip {
+            IpAddr::V4(v4) => self.v4.country(v4),
+            // A record that fails to decode is treated like a missing one:
+            // one odd record must not turn into an error for the client,
+            // who then simply gets the global tier.
+            IpAddr::V6(_) => self.reader.lookup::<Record<'_>>(ip).ok()??.country(),
+        }
     }
 }
 
@@ -219,6 +345,96 @@ mod tests {
         assert_eq!(t.country("10.1.2.3".parse().unwrap()), Some(cc("DE")));
         assert_eq!(t.country("10.2.2.3".parse().unwrap()), Some(cc("US")));
         assert_eq!(t.country("11.0.0.1".parse().unwrap()), None);
+    }
+
+    fn v4(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn v4_table_gaps_merges_and_edges() {
+        let n = |a: &str, b: &str, c: Option<&str>| (u32::from(v4(a)), u32::from(v4(b)), c.map(cc));
+        let t = V4Table::new(vec![
+            n("10.1.0.0", "10.1.255.255", Some("DE")),
+            n("10.0.0.0", "10.0.255.255", Some("DE")),
+            n("10.2.0.0", "10.2.0.255", None),
+            n("10.3.0.0", "10.3.0.0", Some("AT")),
+            // Overlaps the first network: left out.
+            n("10.0.128.0", "10.0.128.255", Some("FR")),
+            n("255.255.255.0", "255.255.255.255", Some("US")),
+        ]);
+        assert_eq!(t.country(v4("0.0.0.0")), None);
+        assert_eq!(t.country(v4("9.255.255.255")), None);
+        assert_eq!(t.country(v4("10.0.0.0")), Some(cc("DE")));
+        assert_eq!(t.country(v4("10.0.128.1")), Some(cc("DE")));
+        assert_eq!(t.country(v4("10.1.255.255")), Some(cc("DE")));
+        assert_eq!(t.country(v4("10.2.0.1")), None);
+        assert_eq!(t.country(v4("10.2.1.0")), None);
+        assert_eq!(t.country(v4("10.3.0.0")), Some(cc("AT")));
+        assert_eq!(t.country(v4("10.3.0.1")), None);
+        assert_eq!(t.country(v4("255.255.254.255")), None);
+        assert_eq!(t.country(v4("255.255.255.255")), Some(cc("US")));
+        // The two German networks are one range; the no-data network and
+        // the gaps around it are another.
+        assert_eq!(t.len(), 6, "{t:?}");
+
+        let everything = V4Table::new(vec![(0, u32::MAX, Some(cc("SE")))]);
+        assert_eq!(everything.len(), 1, "the leading None entry is replaced");
+        assert_eq!(everything.country(v4("0.0.0.0")), Some(cc("SE")));
+        assert_eq!(everything.country(v4("255.255.255.255")), Some(cc("SE")));
+        let empty = V4Table::new(Vec::new());
+        assert_eq!(empty.country(v4("1.2.3.4")), None);
+    }
+
+    /// The table answers exactly what a walk of the database's tree does:
+    /// at every range boundary, just before it, and at pseudo-random
+    /// addresses.
+    fn table_matches_tree(file: &str) {
+        let g = MaxmindGeo::open(&data_file(file)).unwrap();
+        assert!(g.v4.len() > 1000, "{}", g.v4.len());
+        let tree = |ip: u32| -> Option<Country> {
+            g.reader
+                .lookup::<Record<'_>>(IpAddr::V4(Ipv4Addr::from(ip)))
+                .ok()
+                .flatten()
+                .and_then(Record::country)
+        };
+        let mut probes: Vec<u32> =
+            g.v4.starts
+                .iter()
+                .flat_map(|&s| [s, s.wrapping_sub(1), s.wrapping_add(1)])
+                .collect();
+        let mut x: u32 = 0x9e37_79b9;
+        for _ in 0..100_000 {
+            // xorshift32
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            probes.push(x);
+        }
+        probes.extend([0, u32::MAX]);
+        let mut with_country = 0;
+        for ip in probes {
+            let want = tree(ip);
+            with_country += usize::from(want.is_some());
+            assert_eq!(
+                g.country(IpAddr::V4(Ipv4Addr::from(ip))),
+                want,
+                "{}",
+                Ipv4Addr::from(ip)
+            );
+        }
+        assert!(with_country > 10_000, "{with_country}");
+    }
+
+    #[test]
+    fn v4_table_matches_the_tree_flat_schema() {
+        table_matches_tree("geo-whois-asn-country.mmdb");
+    }
+
+    #[test]
+    fn v4_table_matches_the_tree_nested_schema() {
+        table_matches_tree("geo-whois-asn-country-maxmind-schema.mmdb");
     }
 
     #[test]

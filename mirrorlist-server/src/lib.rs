@@ -12,7 +12,8 @@
 //!   the bandwidth-weighted shuffle.
 //! - [`render`]: the plain list, the Metalink document, redirects, errors.
 //! - [`handler`]: one request in, one reply (and an access record) out.
-//! - [`geo`], [`asn`]: client address → country, → autonomous system.
+//! - [`geo`], [`asn`]: client address → country (IPv4 from a flat table
+//!   read out of the GeoIP database at load), → autonomous system.
 //!
 //! The edges:
 //!
