@@ -165,6 +165,12 @@ pub enum FrameError {
         /// The version in the frame.
         found: u16,
     },
+    /// A reply's payload is too short to hold its body length.
+    #[error("reply payload of {len} bytes is too short to hold a body length")]
+    ShortReply {
+        /// The payload's length.
+        len: usize,
+    },
     /// A reply's body length field points past the end of its frame.
     #[error("reply body of {len} bytes does not fit in the {room} bytes of its frame")]
     BodyLength {
@@ -338,7 +344,7 @@ pub fn decode_reply_head(frame: &RawFrame<'_>) -> Result<ReplyHead, FrameError> 
     let room = p.len().saturating_sub(4);
     let len = match p.get(..4) {
         Some(b) => u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize,
-        None => return Err(FrameError::BodyLength { len: 0, room: 0 }),
+        None => return Err(FrameError::ShortReply { len: p.len() }),
     };
     if len > room {
         return Err(FrameError::BodyLength { len, room });
@@ -453,8 +459,20 @@ mod tests {
             headers: vec![("Location".into(), "https://m/x".into())],
             body: (0..70_000u32).map(|i| (i % 251) as u8).collect(),
         };
+        // The frame built by hand from the documented layout.
+        let mut meta = Vec::new();
+        codec::encode_into(
+            &(r.status, r.content_type.as_str(), r.headers.as_slice()),
+            &mut meta,
+        );
         let mut a = b"prefix".to_vec();
-        encode_reply(3, &r, &mut a);
+        let len = 2 + 4 + 4 + r.body.len() + meta.len();
+        a.extend_from_slice(&(len as u32).to_le_bytes());
+        a.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        a.extend_from_slice(&3u32.to_le_bytes());
+        a.extend_from_slice(&(r.body.len() as u32).to_le_bytes());
+        a.extend_from_slice(&r.body);
+        a.extend_from_slice(&meta);
         let mut b = b"prefix".to_vec();
         let start = begin_reply(3, &mut b);
         b.extend_from_slice(&r.body[..1000]);
@@ -500,7 +518,7 @@ mod tests {
         let f = parse_frame(&short).unwrap().unwrap();
         assert!(matches!(
             decode_reply_head(&f),
-            Err(FrameError::BodyLength { .. })
+            Err(FrameError::ShortReply { len: 2 })
         ));
     }
 

@@ -102,7 +102,7 @@ impl Record<'_> {
 /// from `starts[i]` up to the next start. Neighbouring ranges of the same
 /// country are merged, so the table is smaller than the database's list
 /// of networks.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct V4Table {
     starts: Vec<u32>,
     countries: Vec<Option<Country>>,
@@ -114,10 +114,15 @@ pub struct V4Table {
 impl V4Table {
     /// Builds the table from networks as `(first, last, country)`, in any
     /// order. A MaxMind DB's networks never overlap; if some did, the one
-    /// that starts first would win and the other be left out.
+    /// that starts first (of two with the same start, the wider) would win
+    /// and the other be left out.
     pub fn new(mut ranges: Vec<(u32, u32, Option<Country>)>) -> V4Table {
-        ranges.sort_unstable_by_key(|r| r.0);
-        let mut t = V4Table::default();
+        ranges.sort_unstable_by_key(|&(first, last, _)| (first, std::cmp::Reverse(last)));
+        let mut t = V4Table {
+            starts: Vec::new(),
+            countries: Vec::new(),
+            index: Vec::new(),
+        };
         let push = |t: &mut V4Table, start: u32, country: Option<Country>| {
             if t.countries.last() == Some(&country) {
                 return;
@@ -218,14 +223,29 @@ fn read_v4(
     let all = ipnetwork::Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0 is a valid prefix");
     let mut ranges = Vec::new();
     for item in reader.within::<Record<'_>>(ipnetwork::IpNetwork::V4(all))? {
-        // A record that fails to decode is left out: its addresses then
-        // have no country, as a lookup of them had.
-        let Ok(item) = item else { continue };
+        let item = match item {
+            Ok(item) => item,
+            // A record that fails to decode is left out: its addresses then
+            // have no country, as a lookup of them had. A tree that cannot
+            // be read is an error, as a database that cannot be opened.
+            Err(maxminddb::MaxMindDbError::Decoding(_)) => continue,
+            Err(e) => return Err(e),
+        };
         if let ipnetwork::IpNetwork::V4(net) = item.ip_net {
             let first = u32::from(net.network());
             let last = u32::from(net.broadcast());
             ranges.push((first, last, item.info.country()));
         }
+    }
+    if ranges.is_empty() {
+        // `within` lists nothing when all of IPv4 is one record (the tree
+        // has no node to descend from); a lookup still finds that record.
+        let whole = reader
+            .lookup::<Record<'_>>(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            .ok()
+            .flatten()
+            .and_then(Record::country);
+        ranges.push((0, u32::MAX, whole));
     }
     Ok(V4Table::new(ranges))
 }
