@@ -196,7 +196,12 @@ impl MaxmindGeo {
             source,
         };
         let reader = maxminddb::Reader::open_mmap(path).map_err(error)?;
-        let v4 = read_v4(&reader).map_err(error)?;
+        // The scan reads the whole file through a mapping of its own,
+        // unmapped when done, so its pages do not stay in this process's
+        // RSS: afterwards only IPv6 lookups touch the file.
+        let scan = maxminddb::Reader::open_mmap(path).map_err(error)?;
+        let v4 = read_v4(&scan).map_err(error)?;
+        drop(scan);
         Ok(MaxmindGeo {
             reader,
             v4,
