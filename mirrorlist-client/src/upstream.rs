@@ -11,6 +11,15 @@
 //! (the server answers in arrival order; the id in each reply is checked
 //! against the request it should belong to).
 //!
+//! # Shared memory
+//!
+//! Right after connecting, each connection asks the server for a shared
+//! region ([`attach`]); the server then writes large bodies there and its
+//! frames carry only where they are. Such a body reaches hyper as `Bytes`
+//! owning a [`Lease`] on its block, and the block goes back to the server
+//! when hyper has written it and drops it. A server that declines (it runs
+//! with `--shm-size 0`) is used as before, bodies in the frames.
+//!
 //! # Failure
 //!
 //! - While a connection is down, its slot has no sender and requests go to
@@ -39,9 +48,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+
 use bytes::{Bytes, BytesMut};
-use mirrorlist_core::protocol::{self, Reply, Request};
-use tokio::io::Interest;
+use mirrorlist_core::protocol::{self, BodyAt, Endpoint, Reply, Request};
+use mirrorlist_core::shm::{self, Lease, Region};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
@@ -53,6 +65,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Size of each read from the server. Large, so a burst of replies costs one
 /// syscall; replies larger than this grow the buffer as needed.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long the server may take to answer an attach request before the
+/// connection counts as failed.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The id of the attach request (replies to it are read before any other).
+const ATTACH_ID: u32 = u32::MAX;
 
 /// Why a request got no reply from the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,10 +94,11 @@ pub enum UpstreamError {
     Protocol(String),
 }
 
-/// The server's reply to one request. The body is a slice of the buffer the
-/// reply was read into, handed to hyper as is: no copy, and no fresh
-/// zero-filled allocation per body (for 40-80 KB metalinks the page faults
-/// of those were ~9% of the front end's CPU).
+/// The server's reply to one request. The body is a view of the shared
+/// region, or a slice of the buffer the reply was read into, handed to
+/// hyper as is: no copy, and no fresh zero-filled allocation per body (for
+/// 40-80 KB metalinks the page faults of those were ~9% of the front end's
+/// CPU).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
     /// HTTP status code.
@@ -340,8 +358,23 @@ async fn supervise(
     let mut failures: u32 = 0;
     let mut attempted = Some(attempted);
     loop {
-        match UnixStream::connect(&socket).await {
-            Ok(stream) => {
+        let connected = match UnixStream::connect(&socket).await {
+            Ok(mut stream) => match tokio::time::timeout(ATTACH_TIMEOUT, attach(&mut stream)).await
+            {
+                Ok(Ok(region)) => Ok((stream, region)),
+                Ok(Err(e)) => Err(io::Error::new(
+                    e.kind(),
+                    format!("asking for a shared region: {e}"),
+                )),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer to the shared-region request within {ATTACH_TIMEOUT:?}"),
+                )),
+            },
+            Err(e) => Err(e),
+        };
+        match connected {
+            Ok((stream, region)) => {
                 if failures > 0 {
                     tracing::info!(conn = index, socket = %socket.display(), "reconnected to the mirrorlist server");
                 } else {
@@ -353,7 +386,7 @@ async fn supervise(
                 // Reported after the slot is published, so whoever waits in
                 // `first_attempts` finds it up.
                 report_first_attempt(&mut attempted);
-                let (result, answered) = drive(stream, &mut rx).await;
+                let (result, answered) = drive(stream, region, &mut rx).await;
                 // Unpublish before `rx` is dropped, so new requests go
                 // elsewhere (or fail fast) instead of into a dead queue.
                 slot.set(None);
@@ -429,10 +462,12 @@ struct Pending {
 /// flag says whether any reply came back over it.
 async fn drive(
     stream: UnixStream,
+    region: Option<Arc<Region>>,
     rx: &mut mpsc::UnboundedReceiver<Job>,
 ) -> (Result<(), DriveError>, bool) {
     let mut conn = Conn {
         stream,
+        region,
         wbuf: Vec::with_capacity(READ_CHUNK),
         wpos: 0,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -452,6 +487,8 @@ async fn drive(
 
 struct Conn {
     stream: UnixStream,
+    /// The shared region the server writes large bodies into, if any.
+    region: Option<Arc<Region>>,
     /// Encoded frames not yet written, from `wpos` on.
     wbuf: Vec<u8>,
     wpos: usize,
@@ -577,13 +614,34 @@ impl Conn {
             match head {
                 Ok(head) => {
                     self.answered = true;
-                    // The frame leaves the buffer; the body is a view of it.
-                    let frame = self.rbuf.split_to(consumed).freeze();
+                    let body = match head.body {
+                        BodyAt::Frame(range) => {
+                            // The frame leaves the buffer; the body is a
+                            // view of it.
+                            self.rbuf.split_to(consumed).freeze().slice(range)
+                        }
+                        BodyAt::Shared(at) => {
+                            let _ = self.rbuf.split_to(consumed);
+                            let lease = self
+                                .region
+                                .as_ref()
+                                .ok_or(protocol::FrameError::SharedBody)
+                                .map_err(|e| e.to_string())
+                                .and_then(|r| Lease::new(r.clone(), at).map_err(|e| e.to_string()));
+                            match lease {
+                                Ok(lease) => Bytes::from_owner(lease),
+                                Err(msg) => {
+                                    self.pending.push_front(pending);
+                                    return Err(DriveError::Protocol(msg));
+                                }
+                            }
+                        }
+                    };
                     let answer = Answer {
                         status: head.status,
                         content_type: head.content_type,
                         headers: head.headers,
-                        body: frame.slice(head.body),
+                        body,
                     };
                     // The client may have timed out; nothing to do then.
                     let _ = pending.reply.send(Ok(answer));
@@ -605,5 +663,98 @@ impl Conn {
             }
         }
         Ok(true)
+    }
+}
+
+/// Asks the server for a shared region for this connection's bodies, as the
+/// connection's first request. `Ok(None)`: the server declined (the reason
+/// is logged) and bodies come in the frames. An error means the connection
+/// is unusable.
+async fn attach(stream: &mut UnixStream) -> io::Result<Option<Arc<Region>>> {
+    let mut out = Vec::new();
+    let request = Request {
+        endpoint: Endpoint::Attach,
+        client_ip: None,
+        query: Vec::new(),
+    };
+    protocol::encode_request(ATTACH_ID, &request, &mut out);
+    stream.write_all(&out).await?;
+
+    // Nothing else is in flight, so the next frame is the reply; the
+    // descriptor comes with its first bytes.
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    let mut fd = None;
+    let frame_len = loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        stream.readable().await?;
+        let got = stream.try_io(Interest::READABLE, || {
+            shm::recv_with_fd(stream.as_fd(), &mut buf[len..])
+        });
+        let (n, got_fd) = match got {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        len += n;
+        if got_fd.is_some() {
+            fd = got_fd;
+        }
+        match protocol::parse_frame(&buf[..len]) {
+            Ok(Some(frame)) => break frame.consumed,
+            Ok(None) => {}
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+    };
+    if frame_len != len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the server sent more than the reply to the shared-region request",
+        ));
+    }
+    let frame = protocol::parse_frame(&buf[..len])
+        .ok()
+        .flatten()
+        .expect("parsed above");
+    let reply = match protocol::decode_reply(&frame) {
+        Ok(reply) => reply,
+        Err(e) => {
+            // E.g. a server of another protocol version: its requests will
+            // fail with the reason; the connection itself is fine.
+            tracing::warn!("no shared region: {e}");
+            return Ok(None);
+        }
+    };
+    let text = String::from_utf8_lossy(&reply.body);
+    let text = text.trim_end();
+    match (reply.status, fd) {
+        (200, Some(fd)) => match Region::open(fd.as_fd()) {
+            Ok(region) => {
+                tracing::debug!(bytes = region.len(), "shared region attached");
+                Ok(Some(Arc::new(region)))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot map the server's shared region: {e}; bodies come over the socket"
+                );
+                Ok(None)
+            }
+        },
+        (200, None) => {
+            tracing::warn!("the server's shared region came without its descriptor; bodies come over the socket");
+            Ok(None)
+        }
+        (status, _) => {
+            tracing::info!(
+                status,
+                "the server declined a shared region ({text}); bodies come over the socket"
+            );
+            Ok(None)
+        }
     }
 }

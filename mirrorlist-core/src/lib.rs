@@ -10,6 +10,9 @@
 //!   checksum, payload); atomic writing and strict decoding.
 //! - [`protocol`]: the frames the HTTP front end and the server exchange over
 //!   a Unix socket (length-prefixed, versioned, pipelined).
+//! - [`shm`]: the region of shared memory a connection's reply bodies can
+//!   travel in instead of the socket: the server's ring of blocks, the
+//!   front end's leases on them, and passing the region's descriptor.
 //! - [`time`]: calendar dates from Unix time.
 //! - [`limits`]: the open-file limit both servers raise at start.
 //! - `codec`: the payload encoding, named in that one module only.
@@ -17,13 +20,15 @@
 //! Nothing here does network I/O or needs an async runtime: the server, the
 //! front end and the builder bring their own.
 
-#![forbid(unsafe_code)]
+// Unsafe code is refused everywhere but in `shm`, which maps memory.
+#![deny(unsafe_code)]
 
 pub mod cachefile;
 mod codec;
 pub mod limits;
 pub mod model;
 pub mod protocol;
+pub mod shm;
 pub mod time;
 
 pub use codec::DecodeError;

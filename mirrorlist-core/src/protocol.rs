@@ -27,6 +27,13 @@
 //! head afterwards (a redirect learns its `Location` while rendering): no
 //! body is built elsewhere and copied into the frame.
 //!
+//! When the body length has [`SHARED_BODY`] set, the body is not in the
+//! frame: the 8 bytes in its place say where it is in the connection's
+//! shared region (offset, then length, both u32 little-endian); see
+//! [`crate::shm`]. A connection gets such a region only by asking for one
+//! with an [`Endpoint::Attach`] request as its first frame; the reply to it
+//! carries the region's file descriptor (`SCM_RIGHTS`).
+//!
 //! A length above [`MAX_FRAME_LEN`] (or below the 6 bytes of version and id)
 //! is a protocol error: the receiver logs it and closes the connection, since
 //! it can no longer find the next frame boundary.
@@ -46,7 +53,8 @@
 //! answers it with a [`Reply`] of status 500 explaining the mismatch (encoded
 //! in its own version) instead of hanging or dropping the connection. Bump
 //! [`PROTOCOL_VERSION`] whenever the layout, [`Request`] or [`Reply`]
-//! change. Version 2 moved the reply body before the head.
+//! change. Version 2 moved the reply body before the head; version 3 added
+//! [`Endpoint::Attach`] and bodies in shared memory.
 
 use std::net::IpAddr;
 
@@ -55,7 +63,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 
 /// The version of this protocol.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The largest frame either side accepts (length field value).
 pub const MAX_FRAME_LEN: usize = 8 << 20;
 /// Bytes before the payload: length, version, id.
@@ -63,6 +71,9 @@ pub const FRAME_HEADER_LEN: usize = 10;
 /// Bytes of a reply frame before its body: the frame header and the body
 /// length.
 pub const REPLY_BODY_OFFSET: usize = FRAME_HEADER_LEN + 4;
+/// The flag in a reply's body length saying the body is in the shared
+/// region and the frame holds only its [`SharedBody`] reference.
+pub const SHARED_BODY: u32 = 1 << 31;
 
 /// What the front end asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +84,10 @@ pub enum Endpoint {
     Metalink,
     /// A liveness probe: answered with the cache's build time, no selection.
     Ping,
+    /// Asks for a shared region for this connection's reply bodies; valid
+    /// only as a connection's first frame. A 200 reply carries the region's
+    /// file descriptor; any other status means bodies stay in the frames.
+    Attach,
 }
 
 /// One request from the front end.
@@ -111,9 +126,27 @@ pub struct ReplyHead {
     pub content_type: String,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
-    /// Where the body is, in bytes from the start of the frame (its length
-    /// prefix), so `frame[body]` is the body.
-    pub body: std::ops::Range<usize>,
+    /// Where the body is.
+    pub body: BodyAt,
+}
+
+/// Where a reply's body is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyAt {
+    /// In the frame, in bytes from its start (its length prefix), so
+    /// `frame[range]` is the body.
+    Frame(std::ops::Range<usize>),
+    /// In the connection's shared region.
+    Shared(SharedBody),
+}
+
+/// Where a body is in a connection's shared region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedBody {
+    /// Offset of the body's first byte in the region.
+    pub offset: u32,
+    /// The body's length.
+    pub len: u32,
 }
 
 /// What follows a reply's body in its frame, as encoded.
@@ -179,6 +212,15 @@ pub enum FrameError {
         /// The bytes the frame has for body and head.
         room: usize,
     },
+    /// A reply's body is in a shared region the receiver has not attached.
+    #[error("reply body is in shared memory, which this connection did not ask for")]
+    SharedBody,
+    /// A shared body's reference is not 8 bytes long.
+    #[error("shared body reference of {len} bytes (must be 8)")]
+    SharedRef {
+        /// The announced length.
+        len: usize,
+    },
     /// The payload could not be decoded.
     #[error("malformed frame payload: {0}")]
     Payload(#[from] codec::DecodeError),
@@ -242,6 +284,7 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
 pub struct ReplyStart {
     at: usize,
     id: u32,
+    shared: bool,
 }
 
 impl ReplyStart {
@@ -260,7 +303,31 @@ pub fn begin_reply(id: u32, out: &mut Vec<u8>) -> ReplyStart {
     out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&[0u8; 4]);
-    ReplyStart { at, id }
+    ReplyStart {
+        at,
+        id,
+        shared: false,
+    }
+}
+
+/// Moves the body appended since `start` out of the frame: `put` gets it
+/// and returns where it placed a copy in the shared region (or `None`
+/// when there is no room, and the body stays where it is). Returns whether
+/// the body moved. Call it at most once per reply, before [`finish_reply`].
+pub fn share_body(
+    start: &mut ReplyStart,
+    out: &mut Vec<u8>,
+    put: impl FnOnce(&[u8]) -> Option<SharedBody>,
+) -> bool {
+    let body_at = start.at + REPLY_BODY_OFFSET;
+    let Some(shared) = put(&out[body_at..]) else {
+        return false;
+    };
+    out.truncate(body_at);
+    out.extend_from_slice(&shared.offset.to_le_bytes());
+    out.extend_from_slice(&shared.len.to_le_bytes());
+    start.shared = true;
+    true
 }
 
 /// Completes the reply begun at `start`: appends the head after the body
@@ -291,8 +358,12 @@ pub fn finish_reply(
     }
     let at = start.at;
     out[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
-    out[at + FRAME_HEADER_LEN..at + REPLY_BODY_OFFSET]
-        .copy_from_slice(&(body_len as u32).to_le_bytes());
+    let field = if start.shared {
+        body_len as u32 | SHARED_BODY
+    } else {
+        body_len as u32
+    };
+    out[at + FRAME_HEADER_LEN..at + REPLY_BODY_OFFSET].copy_from_slice(&field.to_le_bytes());
 }
 
 /// Appends a reply frame to `out`. A reply too large for a frame is replaced
@@ -327,7 +398,10 @@ pub fn decode_request(frame: &RawFrame<'_>) -> Result<Request, FrameError> {
 /// Decodes a reply frame's payload, checking its version.
 pub fn decode_reply(frame: &RawFrame<'_>) -> Result<Reply, FrameError> {
     let head = decode_reply_head(frame)?;
-    let body = &frame.payload[head.body.start - FRAME_HEADER_LEN..head.body.end - FRAME_HEADER_LEN];
+    let BodyAt::Frame(range) = head.body else {
+        return Err(FrameError::SharedBody);
+    };
+    let body = &frame.payload[range.start - FRAME_HEADER_LEN..range.end - FRAME_HEADER_LEN];
     Ok(Reply {
         status: head.status,
         content_type: head.content_type,
@@ -342,19 +416,32 @@ pub fn decode_reply_head(frame: &RawFrame<'_>) -> Result<ReplyHead, FrameError> 
     check_version(frame)?;
     let p = frame.payload;
     let room = p.len().saturating_sub(4);
-    let len = match p.get(..4) {
-        Some(b) => u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize,
+    let field = match p.get(..4) {
+        Some(b) => u32::from_le_bytes(b.try_into().expect("4 bytes")),
         None => return Err(FrameError::ShortReply { len: p.len() }),
     };
+    let len = (field & !SHARED_BODY) as usize;
     if len > room {
         return Err(FrameError::BodyLength { len, room });
     }
+    let body = if field & SHARED_BODY != 0 {
+        if len != 8 {
+            return Err(FrameError::SharedRef { len });
+        }
+        let word = |i: usize| u32::from_le_bytes(p[i..i + 4].try_into().expect("4 bytes"));
+        BodyAt::Shared(SharedBody {
+            offset: word(4),
+            len: word(8),
+        })
+    } else {
+        BodyAt::Frame(REPLY_BODY_OFFSET..REPLY_BODY_OFFSET + len)
+    };
     let meta: Meta = codec::decode(&p[4 + len..])?;
     Ok(ReplyHead {
         status: meta.status,
         content_type: meta.content_type,
         headers: meta.headers,
-        body: REPLY_BODY_OFFSET..REPLY_BODY_OFFSET + len,
+        body,
     })
 }
 
@@ -537,8 +624,69 @@ mod tests {
         let head = decode_reply_head(&f).unwrap();
         assert_eq!((head.status, &head.content_type), (302, &r.content_type));
         assert_eq!(head.headers, r.headers);
-        assert_eq!(&buf[start..][head.body.clone()], b"the body");
-        assert_eq!(head.body.start, REPLY_BODY_OFFSET);
+        let BodyAt::Frame(range) = head.body else {
+            panic!("body not in the frame: {:?}", head.body);
+        };
+        assert_eq!(&buf[start..][range.clone()], b"the body");
+        assert_eq!(range.start, REPLY_BODY_OFFSET);
+    }
+
+    #[test]
+    fn a_shared_body_leaves_only_its_reference_in_the_frame() {
+        let mut buf = Vec::new();
+        let mut start = begin_reply(4, &mut buf);
+        buf.extend_from_slice(&[b'x'; 5000]);
+        let mut seen = 0;
+        let moved = share_body(&mut start, &mut buf, |body| {
+            seen = body.len();
+            Some(SharedBody {
+                offset: 640,
+                len: body.len() as u32,
+            })
+        });
+        assert!(moved);
+        assert_eq!(seen, 5000);
+        let headers = vec![("Location".to_string(), "https://m/x".to_string())];
+        finish_reply(start, 200, "text/plain", &headers, &mut buf);
+        assert!(
+            buf.len() < 100,
+            "the body stayed in the frame: {}",
+            buf.len()
+        );
+        let f = parse_frame(&buf).unwrap().unwrap();
+        assert_eq!(f.consumed, buf.len());
+        let head = decode_reply_head(&f).unwrap();
+        assert_eq!(
+            head.body,
+            BodyAt::Shared(SharedBody {
+                offset: 640,
+                len: 5000
+            })
+        );
+        assert_eq!((head.status, head.headers), (200, headers));
+        // A receiver that did not attach a region cannot take it.
+        assert!(matches!(decode_reply(&f), Err(FrameError::SharedBody)));
+
+        // No room in the region: the body stays in the frame.
+        let mut buf = Vec::new();
+        let mut start = begin_reply(5, &mut buf);
+        buf.extend_from_slice(b"inline");
+        assert!(!share_body(&mut start, &mut buf, |_| None));
+        finish_reply(start, 200, "text/plain", &[], &mut buf);
+        let f = parse_frame(&buf).unwrap().unwrap();
+        assert_eq!(decode_reply(&f).unwrap().body, b"inline");
+    }
+
+    #[test]
+    fn a_shared_reference_of_the_wrong_size_is_an_error() {
+        let mut buf = Vec::new();
+        encode_reply(1, &Reply::text(200, "0123456789"), &mut buf);
+        buf[10..14].copy_from_slice(&(SHARED_BODY | 10).to_le_bytes());
+        let f = parse_frame(&buf).unwrap().unwrap();
+        assert!(matches!(
+            decode_reply_head(&f),
+            Err(FrameError::SharedRef { len: 10 })
+        ));
     }
 
     #[test]

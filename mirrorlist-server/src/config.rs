@@ -48,6 +48,12 @@ pub struct Args {
     /// anyone the socket's permissions let in.
     #[arg(long, value_name = "UID")]
     pub allow_uid: Vec<u32>,
+    /// Shared memory per front-end connection for reply bodies, in bytes
+    /// (suffixes K, M, G); 0 sends every body over the socket. Bodies that
+    /// find the region full (clients slow to take theirs) go over the
+    /// socket too.
+    #[arg(long, default_value = "8M", value_name = "BYTES", value_parser = parse_shm_size)]
+    pub shm_size: usize,
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub shutdown_timeout: u64,
@@ -68,6 +74,30 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         Ok(m) if m <= 0o7777 => Ok(m),
         _ => Err(format!("{s:?} is not an octal file mode such as 0660")),
     }
+}
+
+fn parse_shm_size(s: &str) -> Result<usize, String> {
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        _ => return Err(format!("{s:?}: the unit must be K, M or G")),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 8M"))?;
+    let size = n
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if size == 0 {
+        return Ok(0);
+    }
+    mirrorlist_core::shm::check_size(size as u64).map_err(|e| e.to_string())
 }
 
 /// Where the data comes from: what a (re)load reads.
@@ -94,6 +124,8 @@ pub struct Config {
     pub allow_uid: Vec<u32>,
     /// Bound on finishing in-flight work at shutdown.
     pub shutdown_timeout: std::time::Duration,
+    /// Bytes of shared memory per connection that asks; 0: none.
+    pub shm_size: usize,
 }
 
 impl Args {
@@ -109,6 +141,7 @@ impl Args {
             access_log: self.access_log.clone(),
             allow_uid: self.allow_uid.clone(),
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
+            shm_size: self.shm_size,
         }
     }
 }
@@ -133,5 +166,26 @@ mod tests {
         assert_eq!(a.backlog, 4096);
         assert_eq!(a.minimum, 5);
         assert_eq!(a.socket_mode, 0o660);
+        assert_eq!(a.shm_size, 8 << 20);
+    }
+
+    #[test]
+    fn shm_sizes() {
+        assert_eq!(parse_shm_size("0"), Ok(0));
+        assert_eq!(parse_shm_size("64K"), Ok(65536));
+        assert_eq!(parse_shm_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_shm_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_shm_size("1048576"), Ok(1 << 20));
+        for bad in [
+            "8X",
+            "M",
+            "-1",
+            "4K",
+            "2G",
+            "65537",
+            "99999999999999999999G",
+        ] {
+            assert!(parse_shm_size(bad).is_err(), "{bad}");
+        }
     }
 }

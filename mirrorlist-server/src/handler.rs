@@ -191,6 +191,11 @@ pub fn handle_into(
             out.push(b'\n');
             return (Answer::text(200), None);
         }
+        Endpoint::Attach => {
+            // Answered by the connection (server.rs), which owns the region.
+            out.extend_from_slice(b"# attach is answered by the connection, not here\n");
+            return (Answer::text(400), None);
+        }
         Endpoint::Mirrorlist => false,
         Endpoint::Metalink => true,
     };

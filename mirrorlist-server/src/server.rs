@@ -15,10 +15,12 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use mirrorlist_core::cachefile;
 use mirrorlist_core::model::Summary;
-use mirrorlist_core::protocol::{self, FrameError, Reply};
+use mirrorlist_core::protocol::{self, Endpoint, FrameError, Reply};
+use mirrorlist_core::shm::{self, Region, Ring};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::os::fd::{AsFd, OwnedFd};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
@@ -99,6 +101,7 @@ struct Shared {
     state: ArcSwap<State>,
     log: Option<Mutex<AccessLog>>,
     allow_uid: Vec<u32>,
+    shm_size: usize,
 }
 
 /// Serves `listener` until a [`Control::Shutdown`] arrives (or the control
@@ -121,6 +124,7 @@ pub async fn run(
         state: ArcSwap::from_pointee(initial),
         log,
         allow_uid: config.allow_uid.clone(),
+        shm_size: config.shm_size,
     });
     let reload = Arc::new(Notify::new());
     let reloader = tokio::spawn(reload_loop(
@@ -282,7 +286,7 @@ async fn reload_loop(shared: Arc<Shared>, sources: Sources, notify: Arc<Notify>)
 const WRITE_BATCH: usize = 256 * 1024;
 
 /// What [`answer_frames`] left behind.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Answered {
     /// Every complete frame in the read buffer is answered.
     All,
@@ -290,6 +294,22 @@ enum Answered {
     More,
     /// The stream is unusable (a frame boundary can no longer be found).
     Broken,
+    /// `wbuf` holds the reply to an attach request, which must go with the
+    /// new region's descriptor; frames after it are not answered yet.
+    Attached(OwnedFd),
+}
+
+/// Bodies shorter than this stay in their frames: for a short error text
+/// or a redirect, a block and its release cost more than the bytes.
+const SHARED_MIN_BODY: usize = 1024;
+
+/// One connection's state beyond its buffers.
+#[derive(Default)]
+struct Conn {
+    /// Frames read so far (an attach is valid only as the first).
+    frames: u64,
+    /// The shared region for bodies, once the front end attached one.
+    ring: Option<Ring>,
 }
 
 /// Reads frames from one connection and answers them in order. Replies to
@@ -298,7 +318,26 @@ enum Answered {
 async fn serve_connection(
     mut stream: UnixStream,
     shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut conn = Conn::default();
+    serve(&mut stream, &shared, stop, &mut conn).await;
+    if let Some(ring) = &conn.ring {
+        let stats = ring.stats();
+        tracing::debug!(
+            frames = conn.frames,
+            shared_bodies = stats.shared,
+            region_full = stats.full,
+            "connection closed"
+        );
+    }
+}
+
+async fn serve(
+    stream: &mut UnixStream,
+    shared: &Shared,
     mut stop: watch::Receiver<bool>,
+    conn: &mut Conn,
 ) {
     let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -325,17 +364,20 @@ async fn serve_connection(
             }
         }
         loop {
-            let answered = answer_frames(&shared, &mut rbuf, &mut wbuf, &mut rng);
-            if !wbuf.is_empty() {
-                if let Err(e) = stream.write_all(&wbuf).await {
-                    tracing::debug!("connection write error: {e}");
-                    return;
-                }
-                wbuf.clear();
+            let answered = answer_frames(shared, conn, &mut rbuf, &mut wbuf, &mut rng);
+            let written = match &answered {
+                Answered::Attached(fd) => send_with_fd(stream, &wbuf, fd).await,
+                _ if !wbuf.is_empty() => stream.write_all(&wbuf).await,
+                _ => Ok(()),
+            };
+            if let Err(e) = written {
+                tracing::debug!("connection write error: {e}");
+                return;
             }
+            wbuf.clear();
             match answered {
                 Answered::All => break,
-                Answered::More => continue,
+                Answered::More | Answered::Attached(_) => continue,
                 Answered::Broken => return,
             }
         }
@@ -347,11 +389,60 @@ async fn serve_connection(
     }
 }
 
+/// Writes `bytes` with `fd` attached to the first of them.
+async fn send_with_fd(stream: &mut UnixStream, bytes: &[u8], fd: &OwnedFd) -> io::Result<()> {
+    let sent = loop {
+        stream.writable().await?;
+        match stream.try_io(Interest::WRITABLE, || {
+            shm::send_with_fd(stream.as_fd(), bytes, fd.as_fd())
+        }) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    stream.write_all(&bytes[sent..]).await
+}
+
+/// Answers an attach request: a new region for this connection, or why not.
+fn attach(size: usize, first: bool, conn: &mut Conn) -> (Reply, Option<OwnedFd>) {
+    let refuse = |status, text: &str| {
+        (
+            Reply::text(status, format!("mirrorlist-server: {text}\n")),
+            None,
+        )
+    };
+    if conn.ring.is_some() {
+        return refuse(409, "this connection already has a shared region");
+    }
+    if !first {
+        return refuse(400, "attach must be a connection's first request");
+    }
+    if size == 0 {
+        return refuse(501, "shared memory is off (--shm-size 0)");
+    }
+    match Region::create(size) {
+        Ok((region, fd)) => {
+            conn.ring = Some(Ring::new(region));
+            tracing::debug!(bytes = size, "shared region attached");
+            let text = format!("shared region of {size} bytes\n");
+            (Reply::text(200, text), Some(fd))
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot create a shared region ({e}); this connection's bodies go over the socket"
+            );
+            refuse(503, &format!("cannot create a shared region: {e}"))
+        }
+    }
+}
+
 /// Answers the complete frames in `rbuf` until `wbuf` holds
 /// [`WRITE_BATCH`] bytes, appending replies to `wbuf`, and removes the
 /// frames it consumed.
 fn answer_frames(
     shared: &Shared,
+    conn: &mut Conn,
     rbuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
     rng: &mut SmallRng,
@@ -378,11 +469,27 @@ fn answer_frames(
             }
         };
         offset += frame.consumed;
+        let first = conn.frames == 0;
+        conn.frames += 1;
         match protocol::decode_request(&frame) {
+            Ok(req) if req.endpoint == Endpoint::Attach => {
+                let (reply, fd) = attach(shared.shm_size, first, conn);
+                protocol::encode_reply(frame.id, &reply, wbuf);
+                if let Some(fd) = fd {
+                    answered = Answered::Attached(fd);
+                    break;
+                }
+            }
             Ok(req) => {
-                // The body is rendered straight into the frame.
-                let start = protocol::begin_reply(frame.id, wbuf);
+                // The body is rendered straight into the frame, and moved
+                // to the shared region if there is one with room.
+                let mut start = protocol::begin_reply(frame.id, wbuf);
                 let (answer, record) = handler::handle_into(&state, &req, rng, wbuf);
+                if let Some(ring) = conn.ring.as_mut() {
+                    if start.body_len(wbuf) >= SHARED_MIN_BODY {
+                        protocol::share_body(&mut start, wbuf, |body| ring.put(body));
+                    }
+                }
                 protocol::finish_reply(
                     start,
                     answer.status,

@@ -112,7 +112,9 @@ async fn serve(
             while let Some(frame) = protocol::parse_frame(&buf[pos..]).expect("valid frame") {
                 let request = protocol::decode_request(&frame).expect("valid request");
                 pos += frame.consumed;
-                received.send_modify(|n| *n += 1);
+                if request.endpoint != Endpoint::Attach {
+                    received.send_modify(|n| *n += 1);
+                }
                 if tx.send((frame.id, request)).is_err() {
                     return;
                 }
@@ -126,7 +128,10 @@ async fn serve(
     };
     let writer = async move {
         while let Some((id, request)) = rx.recv().await {
-            if gate.wait_for(|open| *open).await.is_err() {
+            // Declined at once, gate or not, as a server with shared
+            // memory off does: the fake's bodies stay in the frames.
+            let attach = request.endpoint == Endpoint::Attach;
+            if !attach && gate.wait_for(|open| *open).await.is_err() {
                 return;
             }
             let mut out = Vec::new();
@@ -157,6 +162,9 @@ fn param<'a>(request: &'a Request, key: &str) -> Option<&'a str> {
 fn reply_to(request: &Request) -> Reply {
     if request.endpoint == Endpoint::Ping {
         return Reply::text(200, format!("ok built_at={BUILT_AT}\n"));
+    }
+    if request.endpoint == Endpoint::Attach {
+        return Reply::text(501, "shared memory is off\n");
     }
     let mut reply = Reply::text(200, echo(request));
     if let Some(status) = param(request, "status") {
