@@ -2,7 +2,9 @@
 //! Unix socket, the way the front end does (a few persistent connections,
 //! many requests pipelined on each, one write per batch, large reads).
 //!
-//! Each connection keeps `depth` requests in flight: it writes a batch,
+//! Each connection first asks for a shared region for bodies, as the front
+//! end does (so large bodies come through it, and are released as soon as
+//! their reply is counted). Each connection keeps `depth` requests in flight: it writes a batch,
 //! reads until every reply of the batch is in, and repeats. Prints
 //! `frames requests=N seconds=S rps=R avg_body=B non2xx=E errors=E`.
 
@@ -10,7 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use mirrorlist_core::protocol::{self, Endpoint, Request};
+use mirrorlist_core::protocol::{self, BodyAt, Endpoint, Request};
+use mirrorlist_core::shm::Lease;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -61,6 +64,13 @@ async fn connection(
             return tally;
         }
     };
+    let region = match mirrorlist_client::upstream::attach(&mut stream).await {
+        Ok(region) => region,
+        Err(_) => {
+            tally.errors += 1;
+            return tally;
+        }
+    };
     let mut next = offset;
     let mut wbuf = Vec::with_capacity(64 * 1024);
     let mut rbuf: Vec<u8> = Vec::with_capacity(1 << 20);
@@ -82,15 +92,34 @@ async fn connection(
                     Ok(Some(frame)) => {
                         consumed += frame.consumed;
                         answered += 1;
-                        match protocol::decode_reply(&frame) {
-                            Ok(reply) => {
-                                tally.requests += 1;
-                                tally.body_bytes += reply.body.len() as u64;
-                                if !(200..300).contains(&reply.status) {
-                                    tally.non2xx += 1;
+                        let head = match protocol::decode_reply_head(&frame) {
+                            Ok(head) => head,
+                            Err(_) => {
+                                tally.errors += 1;
+                                continue;
+                            }
+                        };
+                        let len = match (head.body, &region) {
+                            (BodyAt::Frame(range), _) => range.len(),
+                            // Taken and released at once.
+                            (BodyAt::Shared(at), Some(region)) => {
+                                match Lease::new(region.clone(), at) {
+                                    Ok(lease) => lease.as_ref().len(),
+                                    Err(_) => {
+                                        tally.errors += 1;
+                                        continue;
+                                    }
                                 }
                             }
-                            Err(_) => tally.errors += 1,
+                            (BodyAt::Shared(_), None) => {
+                                tally.errors += 1;
+                                continue;
+                            }
+                        };
+                        tally.requests += 1;
+                        tally.body_bytes += len as u64;
+                        if !(200..300).contains(&head.status) {
+                            tally.non2xx += 1;
                         }
                     }
                     Ok(None) => break,

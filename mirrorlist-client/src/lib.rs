@@ -18,7 +18,8 @@
 //! - [`forwarded`]: the client address from the peer and trusted
 //!   `X-Forwarded-For`.
 //! - [`upstream`]: the pipelined connection pool, admission limit, timeouts
-//!   and reconnects.
+//!   and reconnects; the shared region each connection attaches, whose
+//!   bodies reach hyper without a copy.
 //! - [`ask`]: the `ask` subcommand, one request straight over the socket.
 //! - [`signal`]: SIGTERM/SIGINT as the shutdown future.
 //!

@@ -670,7 +670,7 @@ impl Conn {
 /// connection's first request. `Ok(None)`: the server declined (the reason
 /// is logged) and bodies come in the frames. An error means the connection
 /// is unusable.
-async fn attach(stream: &mut UnixStream) -> io::Result<Option<Arc<Region>>> {
+pub async fn attach(stream: &mut UnixStream) -> io::Result<Option<Arc<Region>>> {
     let mut out = Vec::new();
     let request = Request {
         endpoint: Endpoint::Attach,
@@ -735,7 +735,7 @@ async fn attach(stream: &mut UnixStream) -> io::Result<Option<Arc<Region>>> {
     match (reply.status, fd) {
         (200, Some(fd)) => match Region::open(fd.as_fd()) {
             Ok(region) => {
-                tracing::debug!(bytes = region.len(), "shared region attached");
+                tracing::info!(bytes = region.len(), "shared region attached");
                 Ok(Some(Arc::new(region)))
             }
             Err(e) => {

@@ -384,7 +384,7 @@ pub fn send_with_fd(sock: BorrowedFd<'_>, bytes: &[u8], fd: BorrowedFd<'_>) -> i
         sock.as_raw_fd(),
         &[IoSlice::new(bytes)],
         &cmsgs,
-        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        MsgFlags::MSG_NOSIGNAL,
         None,
     )?)
 }
@@ -398,7 +398,7 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, 
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+        MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
     let mut got = None;
     for cmsg in msg.cmsgs()? {

@@ -19,7 +19,8 @@
 //!
 //! - [`config`]: flags and the resolved configuration.
 //! - [`socket`]: the listening socket (backlog, permissions, stale files).
-//! - [`server`]: connections, pipelined frames, reload, shutdown, signals.
+//! - [`server`]: connections, pipelined frames, the shared region a front
+//!   end can attach (bodies copied into its ring), reload, shutdown, signals.
 //! - [`accesslog`]: MirrorManager-format access log, reopened on signal.
 //! - [`app`]: wires the above together for `main`.
 

@@ -324,7 +324,7 @@ async fn serve_connection(
     serve(&mut stream, &shared, stop, &mut conn).await;
     if let Some(ring) = &conn.ring {
         let stats = ring.stats();
-        tracing::debug!(
+        tracing::info!(
             frames = conn.frames,
             shared_bodies = stats.shared,
             region_full = stats.full,

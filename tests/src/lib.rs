@@ -20,7 +20,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mirrorlist_core::protocol::{self, Endpoint, Reply, Request};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use mirrorlist_core::protocol::{self, BodyAt, Endpoint, Reply, Request};
+use mirrorlist_core::shm::{self, Lease, Region};
 
 /// A safety bound on every wait, so a broken build fails instead of hanging.
 /// Waits end as soon as the awaited line or event arrives.
@@ -197,6 +201,10 @@ pub struct FrameClient {
     stream: UnixStream,
     next_id: u32,
     buf: Vec<u8>,
+    /// The shared region, once [`FrameClient::attach`] got one.
+    region: Option<Arc<Region>>,
+    /// Whether the last reply's body came through the shared region.
+    pub last_shared: bool,
 }
 
 impl FrameClient {
@@ -206,7 +214,43 @@ impl FrameClient {
             stream: UnixStream::connect(path)?,
             next_id: 1,
             buf: Vec::new(),
+            region: None,
+            last_shared: false,
         })
+    }
+
+    /// Asks for a shared region, as the front end does; returns the reply
+    /// and whether a region came with it (and is now used for bodies).
+    pub fn attach(&mut self) -> std::io::Result<(Reply, bool)> {
+        let req = Request {
+            endpoint: Endpoint::Attach,
+            client_ip: None,
+            query: Vec::new(),
+        };
+        let id = self.send(&req)?;
+        let mut fd = None;
+        loop {
+            if let Some(frame) = protocol::parse_frame(&self.buf).map_err(invalid)? {
+                assert_eq!(frame.id, id, "reply id");
+                let reply = protocol::decode_reply(&frame).map_err(invalid)?;
+                let used = frame.consumed;
+                self.buf.drain(..used);
+                if let (200, Some(fd)) = (reply.status, &fd) {
+                    let region = Region::open(std::os::fd::OwnedFd::as_fd(fd)).map_err(invalid)?;
+                    self.region = Some(Arc::new(region));
+                }
+                return Ok((reply, self.region.is_some()));
+            }
+            let mut chunk = [0u8; 16384];
+            let (n, got) = shm::recv_with_fd(self.stream.as_fd(), &mut chunk)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if got.is_some() {
+                fd = got;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
     }
 
     /// Sends a request without waiting for its reply; returns its id.
@@ -225,8 +269,26 @@ impl FrameClient {
             if let Some(frame) = protocol::parse_frame(&self.buf)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
             {
-                let reply = protocol::decode_reply(&frame)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let head = protocol::decode_reply_head(&frame).map_err(invalid)?;
+                self.last_shared = matches!(head.body, BodyAt::Shared(_));
+                let body = match head.body {
+                    BodyAt::Frame(range) => self.buf[range].to_vec(),
+                    BodyAt::Shared(at) => {
+                        let region = self
+                            .region
+                            .clone()
+                            .ok_or_else(|| invalid(protocol::FrameError::SharedBody))?;
+                        // Copied out, and the block released (the lease
+                        // is dropped) at once.
+                        Lease::new(region, at).map_err(invalid)?.as_ref().to_vec()
+                    }
+                };
+                let reply = Reply {
+                    status: head.status,
+                    content_type: head.content_type,
+                    headers: head.headers,
+                    body,
+                };
                 let (id, used) = (frame.id, frame.consumed);
                 self.buf.drain(..used);
                 return Ok((id, reply));
@@ -252,6 +314,10 @@ impl FrameClient {
     pub fn stream(&mut self) -> &mut UnixStream {
         &mut self.stream
     }
+}
+
+fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 /// A request for `endpoint` with the given query pairs and client address.

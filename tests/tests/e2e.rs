@@ -88,9 +88,15 @@ fn server_command(dir: &Path) -> Command {
 
 impl Stack {
     fn start(client_flags: &[&str]) -> Stack {
+        Stack::start_with(&[], client_flags)
+    }
+
+    fn start_with(server_flags: &[&str], client_flags: &[&str]) -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         build_sample_cache(&dir.path().join("cache.bin"));
-        let mut server = Proc::spawn(server_command(dir.path()));
+        let mut cmd = server_command(dir.path());
+        cmd.args(server_flags);
+        let mut server = Proc::spawn(cmd);
         server.wait_for("ready");
         let (client, addr) = start_front_end(&dir.path().join("mirrorlist.sock"), client_flags);
         Stack {
@@ -213,9 +219,20 @@ fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     assert!(!header.contains("country = DE"), "{header}");
 }
 
+/// Whether a process maps a shared region of reply bodies.
+fn maps_shared_region(proc: &Proc) -> bool {
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", proc.pid())).expect("maps");
+    maps.contains("memfd:mirrorlist-bodies")
+}
+
 #[test]
 fn every_metalink_hash_equals_the_master_tree() {
     let stack = Stack::start(&[]);
+    // The bodies below travel in the shared region (both sides map it; the
+    // front end attaches before it listens).
+    assert!(stack.client.log().contains("shared region attached"));
+    assert!(maps_shared_region(&stack.client));
+    assert!(maps_shared_region(&stack.server));
     for (repo, arch, dir) in REPOS {
         let r = stack.get(&format!("/metalink?repo={repo}&arch={arch}&ip=85.214.0.1"));
         check_metalink(&r, dir);
@@ -223,6 +240,19 @@ fn every_metalink_hash_equals_the_master_tree() {
             "/mirrorlist?repo={repo}&arch={arch}&ip=85.214.0.1"
         ));
         check_list(&r, repo, arch, "DE");
+    }
+}
+
+#[test]
+fn without_shared_memory_bodies_come_over_the_socket() {
+    let stack = Stack::start_with(&["--shm-size", "0"], &[]);
+    let log = stack.client.log();
+    assert!(log.contains("declined a shared region"), "{log}");
+    assert!(log.contains("--shm-size 0"), "{log}");
+    assert!(!maps_shared_region(&stack.client));
+    for (repo, arch, dir) in REPOS {
+        let r = stack.get(&format!("/metalink?repo={repo}&arch={arch}&ip=85.214.0.1"));
+        check_metalink(&r, dir);
     }
 }
 

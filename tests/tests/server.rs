@@ -435,3 +435,136 @@ fn allow_uid_refuses_other_peers() {
     let mut c = FrameClient::connect(&dir.path().join("mirrorlist.sock")).unwrap();
     assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
 }
+
+fn metalink() -> mirrorlist_core::protocol::Request {
+    request(
+        Endpoint::Metalink,
+        "192.0.2.10",
+        &[("repo", REPO), ("arch", ARCH)],
+    )
+}
+
+fn check_metalink(body: &[u8]) {
+    let text = std::str::from_utf8(body).expect("utf-8 body");
+    assert!(text.starts_with("<?xml"), "{text}");
+    assert!(text.ends_with("</metalink>\n"), "{text}");
+}
+
+#[test]
+fn shared_memory_carries_large_bodies_and_is_given_once_per_connection() {
+    let server = start();
+    let mut c = server.connect();
+    let (reply, attached) = c.attach().unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(attached, "a 200 reply brings the region's descriptor");
+
+    // Pipelined, as the front end sends them; every body comes through the
+    // region, whole (the client releases each block as it reads it).
+    for _ in 0..50 {
+        let ids: Vec<u32> = (0..20).map(|_| c.send(&metalink()).unwrap()).collect();
+        for id in ids {
+            let (got, reply) = c.recv().unwrap();
+            assert_eq!(got, id);
+            assert_eq!(reply.status, 200);
+            assert!(
+                c.last_shared,
+                "a {}-byte body in the frame",
+                reply.body.len()
+            );
+            check_metalink(&reply.body);
+        }
+    }
+    // A short body stays in its frame.
+    let ping = c.call(&request(Endpoint::Ping, "127.0.0.1", &[])).unwrap();
+    assert!(!c.last_shared);
+    assert!(ping.body.starts_with(b"ok built_at="));
+    // One region per connection; the connection goes on after the refusal.
+    let (again, _) = c.attach().unwrap();
+    assert_eq!(
+        again.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(c.call(&metalink()).unwrap().status, 200);
+
+    // Only as the first request of a connection.
+    let mut late = server.connect();
+    assert_eq!(late.call(&mirrorlist()).unwrap().status, 200);
+    let (reply, attached) = late.attach().unwrap();
+    assert_eq!(
+        reply.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(!attached);
+    let r = late.call(&metalink()).unwrap();
+    assert!(!late.last_shared, "no region, so the body is in the frame");
+    check_metalink(&r.body);
+}
+
+#[test]
+fn a_full_region_sends_bodies_in_the_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cachefile::write_atomic(&dir.path().join("cache.bin"), &fixtures::cache(1)).expect("cache");
+    let mut cmd = command(dir.path());
+    cmd.args(["--shm-size", "64K"]);
+    let mut proc = Proc::spawn(cmd);
+    proc.wait_for("ready");
+    let mut c = FrameClient::connect(&dir.path().join("mirrorlist.sock")).unwrap();
+    assert!(c.attach().unwrap().1);
+
+    // Nothing is read (so nothing released) until every request is sent:
+    // the 64 KiB region fills up and the rest travel in their frames.
+    let ids: Vec<u32> = (0..200).map(|_| c.send(&metalink()).unwrap()).collect();
+    let (mut shared, mut inline) = (0, 0);
+    for id in ids {
+        let (got, reply) = c.recv().unwrap();
+        assert_eq!(got, id);
+        assert_eq!(reply.status, 200);
+        assert!(
+            reply.body.len() > 1024,
+            "bodies of {} bytes",
+            reply.body.len()
+        );
+        check_metalink(&reply.body);
+        if c.last_shared {
+            shared += 1;
+        } else {
+            inline += 1;
+        }
+    }
+    assert!(shared > 0 && inline > 0, "{shared} shared, {inline} inline");
+    // Once read, the blocks are free again: the region is used again.
+    let r = c.call(&metalink()).unwrap();
+    assert!(c.last_shared);
+    check_metalink(&r.body);
+    drop(c);
+    let line = proc.wait_for("connection closed");
+    assert!(line.contains("region_full="), "{line}");
+    assert!(!line.contains("region_full=0"), "{line}");
+}
+
+#[test]
+fn shared_memory_can_be_turned_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cachefile::write_atomic(&dir.path().join("cache.bin"), &fixtures::cache(1)).expect("cache");
+    let mut cmd = command(dir.path());
+    cmd.args(["--shm-size", "0"]);
+    let mut proc = Proc::spawn(cmd);
+    proc.wait_for("ready");
+    let mut c = FrameClient::connect(&dir.path().join("mirrorlist.sock")).unwrap();
+    let (reply, attached) = c.attach().unwrap();
+    assert_eq!(reply.status, 501);
+    assert!(String::from_utf8_lossy(&reply.body).contains("--shm-size 0"));
+    assert!(!attached);
+    let r = c.call(&metalink()).unwrap();
+    assert!(!c.last_shared);
+    check_metalink(&r.body);
+}
