@@ -26,7 +26,9 @@
 //! ```
 //!
 //! A block that would not fit before the end of the region is placed at the
-//! start instead; the rest of the region is then a released filler block.
+//! start instead; the rest of the region is left unused until the ring
+//! wraps again. The length word is informative: the server keeps where its
+//! blocks are in its own memory.
 //!
 //! # Ownership
 //!
@@ -51,6 +53,7 @@
 // reading and writing it through raw pointers.
 #![allow(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::io;
 use std::io::{IoSlice, IoSliceMut};
 use std::num::NonZeroUsize;
@@ -223,17 +226,19 @@ pub struct RingStats {
 }
 
 /// The server's side of a region: allocates blocks at the head, reclaims
-/// released ones at the tail.
+/// released ones at the tail. Where the blocks are is kept here, not read
+/// back from the shared memory, so nothing the other process writes there
+/// can lead the ring astray; only the state words are shared.
 #[derive(Debug)]
 pub struct Ring {
     region: Region,
+    /// Blocks from the tail to the head: start, length, and whether it is
+    /// filler (the unused end before a wrap, which nobody holds).
+    blocks: VecDeque<(usize, usize, bool)>,
     /// Where the next block goes.
     head: usize,
     /// The oldest block not yet reclaimed.
     tail: usize,
-    /// Bytes between tail and head (fillers included): tells a full ring
-    /// from an empty one when head == tail.
-    used: usize,
     stats: RingStats,
 }
 
@@ -242,9 +247,9 @@ impl Ring {
     pub fn new(region: Region) -> Ring {
         Ring {
             region,
+            blocks: VecDeque::new(),
             head: 0,
             tail: 0,
-            used: 0,
             stats: RingStats::default(),
         }
     }
@@ -260,15 +265,14 @@ impl Ring {
         let need = (BLOCK_HEADER + body.len()).next_multiple_of(BLOCK_ALIGN);
         let size = self.region.len;
         self.reclaim();
-        let at = if self.used == 0 {
+        let at = if self.blocks.is_empty() {
             (need <= size).then_some(0)
         } else if self.head > self.tail {
             if need <= size - self.head {
                 Some(self.head)
             } else if need <= self.tail {
-                // Fill the end with a released block and start over at 0.
-                self.set_header(self.head, RELEASED, size - self.head);
-                self.used += size - self.head;
+                // Leave the end as filler and start over at 0.
+                self.blocks.push_back((self.head, size - self.head, true));
                 self.head = 0;
                 Some(0)
             } else {
@@ -284,7 +288,8 @@ impl Ring {
             self.stats.full += 1;
             return None;
         };
-        self.set_header(at, IN_USE, need);
+        self.region.word(at, 4).store(need as u32, Ordering::Relaxed);
+        self.region.state(at).store(IN_USE, Ordering::Relaxed);
         // SAFETY: `at + need <= size` by the checks above, and the block is
         // free: the front end released it (or never had it), and it keeps
         // no reference to it.
@@ -295,8 +300,8 @@ impl Ring {
                 body.len(),
             );
         }
+        self.blocks.push_back((at, need, false));
         self.head = (at + need) % size;
-        self.used += need;
         self.stats.shared += 1;
         Some(SharedBody {
             offset: (at + BLOCK_HEADER) as u32,
@@ -304,24 +309,16 @@ impl Ring {
         })
     }
 
-    fn set_header(&self, block: usize, state: u32, len: usize) {
-        self.region
-            .word(block, 4)
-            .store(len as u32, Ordering::Relaxed);
-        self.region.state(block).store(state, Ordering::Relaxed);
-    }
-
     /// Moves the tail past every released block at it.
     fn reclaim(&mut self) {
-        while self.used > 0 {
-            if self.region.state(self.tail).load(Ordering::Acquire) != RELEASED {
+        while let Some(&(at, len, filler)) = self.blocks.front() {
+            if !filler && self.region.state(at).load(Ordering::Acquire) != RELEASED {
                 break;
             }
-            let len = self.region.word(self.tail, 4).load(Ordering::Relaxed) as usize;
-            self.tail = (self.tail + len) % self.region.len;
-            self.used -= len;
+            self.blocks.pop_front();
+            self.tail = (at + len) % self.region.len;
         }
-        if self.used == 0 {
+        if self.blocks.is_empty() {
             // Empty: start at the beginning, on warm pages.
             self.head = 0;
             self.tail = 0;
