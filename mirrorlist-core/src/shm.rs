@@ -62,6 +62,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
@@ -137,9 +138,16 @@ impl Region {
     /// and returns it with the descriptor to pass to the other process.
     pub fn create(size: usize) -> Result<(Region, OwnedFd), ShmError> {
         let size = check_size(size as u64)?;
-        let fd =
-            memfd_create(c"mirrorlist-bodies", MFdFlags::MFD_CLOEXEC).map_err(io::Error::from)?;
+        let fd = memfd_create(
+            c"mirrorlist-bodies",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )
+        .map_err(io::Error::from)?;
         nix::unistd::ftruncate(&fd, size as i64).map_err(io::Error::from)?;
+        // Sealed at its size: the other process cannot shrink it under our
+        // mapping (touching a page past the end would kill us with SIGBUS).
+        let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+        fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).map_err(io::Error::from)?;
         let region = Region::map(fd.as_fd(), size)?;
         Ok((region, fd))
     }
@@ -288,7 +296,9 @@ impl Ring {
             self.stats.full += 1;
             return None;
         };
-        self.region.word(at, 4).store(need as u32, Ordering::Relaxed);
+        self.region
+            .word(at, 4)
+            .store(need as u32, Ordering::Relaxed);
         self.region.state(at).store(IN_USE, Ordering::Relaxed);
         // SAFETY: `at + need <= size` by the checks above, and the block is
         // free: the front end released it (or never had it), and it keeps
@@ -550,6 +560,15 @@ mod tests {
             Region::open(fd.as_fd()),
             Err(ShmError::Size(1000))
         ));
+    }
+
+    #[test]
+    fn the_region_cannot_be_resized_by_the_other_side() {
+        let (_region, fd) = Region::create(MIN_REGION).unwrap();
+        assert!(nix::unistd::ftruncate(&fd, 4096).is_err());
+        assert!(nix::unistd::ftruncate(&fd, 2 * MIN_REGION as i64).is_err());
+        let st = nix::sys::stat::fstat(&fd).unwrap();
+        assert_eq!(st.st_size as usize, MIN_REGION);
     }
 
     #[test]
