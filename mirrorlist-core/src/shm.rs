@@ -38,9 +38,10 @@
 //! it is dropped (the HTTP layer has written the body to its client) it
 //! stores 0 with release ordering, and the server reclaims blocks from the
 //! ring's tail once it reads 0 with acquire ordering. A body the front end
-//! holds for long (a slow client) stops the tail; the ring then fills up
-//! and [`Ring::put`] returns `None`, so further bodies travel in the frames
-//! as before: shared memory speeds things up, it never makes a reply fail.
+//! holds for long (a client that does not read) is stepped around (see
+//! [`Ring`]). When no room is left, [`Ring::put`] returns `None` and the
+//! body travels in its frame as before: shared memory speeds things up, it
+//! never makes a reply fail.
 //! When every block is released the ring starts again at offset 0, so under
 //! ordinary load it keeps touching the same few, cache-warm pages.
 //!
@@ -233,19 +234,50 @@ pub struct RingStats {
     pub full: u64,
 }
 
+/// How many held blocks (see [`Ring`]) are stepped around at most; with
+/// more, the ring counts as full until some are released.
+const MAX_HELD: usize = 64;
+/// Steps (placing, setting aside, stepping over) one `put` may take before
+/// it gives up: the work per reply stays small even when the ring is
+/// crowded, and what is not done now is picked up by the next `put`.
+const MAX_STEPS: usize = 8;
+
+/// A block of the ring: start and length in the region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Block {
+    at: usize,
+    len: usize,
+    /// Unused space skipped over (the end before a wrap, or the room in
+    /// front of a held block), which nobody holds.
+    filler: bool,
+}
+
+impl Block {
+    fn end(&self) -> usize {
+        self.at + self.len
+    }
+}
+
 /// The server's side of a region: allocates blocks at the head, reclaims
 /// released ones at the tail. Where the blocks are is kept here, not read
 /// back from the shared memory, so nothing the other process writes there
 /// can lead the ring astray; only the state words are shared.
+///
+/// A block the front end holds for long (its HTTP client does not read)
+/// would stop the tail, and with it every reuse. So when the ring is full
+/// and its oldest block is still held, that block is set aside: the tail
+/// moves past it, and allocation steps around it until it is released.
+/// Up to [`MAX_HELD`] blocks are set aside so.
 #[derive(Debug)]
 pub struct Ring {
     region: Region,
-    /// Blocks from the tail to the head: start, length, and whether it is
-    /// filler (the unused end before a wrap, which nobody holds).
-    blocks: VecDeque<(usize, usize, bool)>,
+    /// Blocks from the tail to the head, in allocation order.
+    blocks: VecDeque<Block>,
+    /// Blocks still in use that the tail has moved past.
+    held: Vec<Block>,
     /// Where the next block goes.
     head: usize,
-    /// The oldest block not yet reclaimed.
+    /// Where the oldest block of `blocks` starts.
     tail: usize,
     stats: RingStats,
 }
@@ -256,6 +288,7 @@ impl Ring {
         Ring {
             region,
             blocks: VecDeque::new(),
+            held: Vec::new(),
             head: 0,
             tail: 0,
             stats: RingStats::default(),
@@ -271,16 +304,84 @@ impl Ring {
     /// when no block of its size is free right now.
     pub fn put(&mut self, body: &[u8]) -> Option<SharedBody> {
         let need = (BLOCK_HEADER + body.len()).next_multiple_of(BLOCK_ALIGN);
-        let size = self.region.len;
         self.reclaim();
-        let at = if self.blocks.is_empty() {
-            (need <= size).then_some(0)
-        } else if self.head > self.tail {
+        let mut placed = None;
+        if need <= self.region.len {
+            for _ in 0..MAX_STEPS {
+                match self.candidate(need) {
+                    Some(at) => match self.held.iter().find(|h| at < h.end() && h.at < at + need) {
+                        Some(h) => {
+                            // Skip the room in front of the held block and
+                            // the block itself.
+                            let end = h.end();
+                            self.blocks.push_back(Block {
+                                at,
+                                len: end - at,
+                                filler: true,
+                            });
+                            self.head = end % self.region.len;
+                        }
+                        None => {
+                            placed = Some(at);
+                            break;
+                        }
+                    },
+                    None => {
+                        if !self.set_oldest_aside() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let Some(at) = placed else {
+            self.stats.full += 1;
+            return None;
+        };
+        self.region
+            .word(at, 4)
+            .store(need as u32, Ordering::Relaxed);
+        self.region.state(at).store(IN_USE, Ordering::Relaxed);
+        // SAFETY: `at + need <= size` (see `candidate`), and the block is
+        // free: it overlaps no block in `blocks` or `held`, so the front end
+        // released it (or never had it) and keeps no reference to it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                body.as_ptr(),
+                self.region.ptr.as_ptr().add(at + BLOCK_HEADER),
+                body.len(),
+            );
+        }
+        self.blocks.push_back(Block {
+            at,
+            len: need,
+            filler: false,
+        });
+        self.head = (at + need) % self.region.len;
+        self.stats.shared += 1;
+        Some(SharedBody {
+            offset: (at + BLOCK_HEADER) as u32,
+            len: body.len() as u32,
+        })
+    }
+
+    /// Where a block of `need` bytes fits between the head and the tail
+    /// (ignoring held blocks), wrapping to 0 if the end is too short.
+    fn candidate(&mut self, need: usize) -> Option<usize> {
+        let size = self.region.len;
+        if self.blocks.is_empty() {
+            return Some(0);
+        }
+        if self.head > self.tail {
             if need <= size - self.head {
                 Some(self.head)
             } else if need <= self.tail {
                 // Leave the end as filler and start over at 0.
-                self.blocks.push_back((self.head, size - self.head, true));
+                self.blocks.push_back(Block {
+                    at: self.head,
+                    len: size - self.head,
+                    filler: true,
+                });
                 self.head = 0;
                 Some(0)
             } else {
@@ -291,45 +392,51 @@ impl Ring {
         } else {
             // head == tail with blocks in use: full.
             None
-        };
-        let Some(at) = at else {
-            self.stats.full += 1;
-            return None;
-        };
-        self.region
-            .word(at, 4)
-            .store(need as u32, Ordering::Relaxed);
-        self.region.state(at).store(IN_USE, Ordering::Relaxed);
-        // SAFETY: `at + need <= size` by the checks above, and the block is
-        // free: the front end released it (or never had it), and it keeps
-        // no reference to it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                body.as_ptr(),
-                self.region.ptr.as_ptr().add(at + BLOCK_HEADER),
-                body.len(),
-            );
         }
-        self.blocks.push_back((at, need, false));
-        self.head = (at + need) % size;
-        self.stats.shared += 1;
-        Some(SharedBody {
-            offset: (at + BLOCK_HEADER) as u32,
-            len: body.len() as u32,
-        })
     }
 
-    /// Moves the tail past every released block at it.
+    /// Moves the oldest block, still in use, out of the way of the tail.
+    /// False when there is none or too many are set aside already.
+    fn set_oldest_aside(&mut self) -> bool {
+        let Some(&oldest) = self.blocks.front() else {
+            return false;
+        };
+        if !self.released(&oldest) {
+            if self.held.len() >= MAX_HELD {
+                return false;
+            }
+            self.held.push(oldest);
+        }
+        self.blocks.pop_front();
+        self.tail = oldest.end() % self.region.len;
+        if self.blocks.is_empty() {
+            self.head = self.tail;
+        }
+        true
+    }
+
+    fn released(&self, b: &Block) -> bool {
+        b.filler || self.region.state(b.at).load(Ordering::Acquire) == RELEASED
+    }
+
+    /// Moves the tail past every released block at it, and forgets the
+    /// held blocks that were released.
     fn reclaim(&mut self) {
-        while let Some(&(at, len, filler)) = self.blocks.front() {
-            if !filler && self.region.state(at).load(Ordering::Acquire) != RELEASED {
+        while let Some(&oldest) = self.blocks.front() {
+            if !self.released(&oldest) {
                 break;
             }
             self.blocks.pop_front();
-            self.tail = (at + len) % self.region.len;
+            self.tail = oldest.end() % self.region.len;
+        }
+        if !self.held.is_empty() {
+            let region = &self.region;
+            self.held
+                .retain(|b| region.state(b.at).load(Ordering::Acquire) != RELEASED);
         }
         if self.blocks.is_empty() {
-            // Empty: start at the beginning, on warm pages.
+            // Empty: start at the beginning, on warm pages (stepping
+            // around held blocks if there are any).
             self.head = 0;
             self.tail = 0;
         }
@@ -470,32 +577,64 @@ mod tests {
     }
 
     #[test]
-    fn a_held_body_stops_reuse_and_a_full_ring_says_so() {
+    fn a_full_ring_says_so_and_a_held_body_is_stepped_around() {
         let (mut ring, other) = pair(MIN_REGION);
         let big = body(20_000, 3);
         let first = Lease::new(other.clone(), ring.put(&big).unwrap()).unwrap();
         let second = Lease::new(other.clone(), ring.put(&big).unwrap()).unwrap();
         let third = Lease::new(other.clone(), ring.put(&big).unwrap()).unwrap();
-        // 3 × 20,032 bytes used of 65,536: a fourth does not fit.
+        // 3 × 20,032 bytes in use of 65,536: a fourth does not fit.
         assert!(ring.put(&big).is_none());
         assert_eq!(ring.stats().full, 1);
-        // Releasing a later block does not help while the first is held.
+        // The second is released while the first (the oldest) is still
+        // held, as by a client that does not read: its room is used anyway.
         drop(second);
-        assert!(ring.put(&big).is_none());
-        // Releasing the first frees the start: the ring wraps, filling the
-        // end, and the held third body is untouched.
-        drop(first);
-        let again = body(30_000, 4);
-        let r = ring.put(&again).unwrap();
-        assert_eq!(r.offset as usize, BLOCK_HEADER);
+        let r = ring.put(&big).unwrap();
+        assert_eq!(r.offset as usize, 20_032 + BLOCK_HEADER);
         let fourth = Lease::new(other.clone(), r).unwrap();
-        assert_eq!(fourth.as_ref(), &again[..]);
-        assert_eq!(third.as_ref(), &big[..]);
-        // Between the new block and the held third one: too little room.
-        assert!(ring.put(&body(20_000, 5)).is_none());
-        drop(third);
+        assert_eq!(fourth.as_ref(), &big[..]);
         drop(fourth);
+        drop(third);
+        // While the first stays held, the ring keeps cycling around it.
+        let full_before = ring.stats().full;
+        for i in 0..1_000usize {
+            let b = body(5_000 + i % 3_000, i as u8);
+            let lease = Lease::new(other.clone(), ring.put(&b).expect("room")).unwrap();
+            assert_eq!(lease.as_ref(), &b[..]);
+        }
+        assert_eq!(ring.stats().full, full_before);
+        assert_eq!(first.as_ref(), &big[..], "the held body was overwritten");
+        drop(first);
         assert!(ring.put(&body(60_000, 6)).is_some());
+    }
+
+    #[test]
+    fn many_held_bodies_are_never_overwritten() {
+        let (mut ring, other) = pair(MIN_REGION);
+        let mut held: Vec<(Lease, Vec<u8>)> = Vec::new();
+        let mut shared = 0;
+        for i in 0..20_000usize {
+            let b = body(100 + (i * 7919) % 6000, i as u8);
+            if let Some(r) = ring.put(&b) {
+                shared += 1;
+                let lease = Lease::new(other.clone(), r).unwrap();
+                // One body in 50 is held long, the rest released at once.
+                if i % 50 == 0 {
+                    held.push((lease, b));
+                }
+            }
+            if held.len() > 6 {
+                let (lease, want) = held.remove((i * 31) % held.len());
+                assert_eq!(lease.as_ref(), &want[..], "held body {i} overwritten");
+            }
+        }
+        for (lease, want) in &held {
+            assert_eq!(lease.as_ref(), &want[..]);
+        }
+        assert!(
+            shared > 15_000,
+            "only {shared} of 20,000 bodies were shared"
+        );
     }
 
     #[test]
