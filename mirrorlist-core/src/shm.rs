@@ -242,6 +242,10 @@ const MAX_HELD: usize = 64;
 /// crowded, and what is not done now is picked up by the next `put`.
 const MAX_STEPS: usize = 8;
 
+/// The span of the region the ring prefers to stay in; see
+/// [`Ring::candidate`].
+const WARM_SPAN: usize = 512 * 1024;
+
 /// A block of the ring: start and length in the region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Block {
@@ -373,7 +377,12 @@ impl Ring {
             return Some(0);
         }
         if self.head > self.tail {
-            if need <= size - self.head {
+            // Past WARM_SPAN, start over at 0 as soon as the start is free:
+            // the ring then keeps to the same few hundred KB, which stay in
+            // the CPU caches of both processes; it reaches further only
+            // while more than that is in flight.
+            let warm = self.head < WARM_SPAN || need > self.tail;
+            if warm && need <= size - self.head {
                 Some(self.head)
             } else if need <= self.tail {
                 // Leave the end as filler and start over at 0.
