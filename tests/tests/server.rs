@@ -49,9 +49,16 @@ fn command(dir: &Path) -> Command {
 }
 
 fn start() -> Server {
+    start_with(&[])
+}
+
+/// A server with extra flags.
+fn start_with(flags: &[&str]) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     cachefile::write_atomic(&dir.path().join("cache.bin"), &fixtures::cache(1)).expect("cache");
-    let mut proc = Proc::spawn(command(dir.path()));
+    let mut cmd = command(dir.path());
+    cmd.args(flags);
+    let mut proc = Proc::spawn(cmd);
     proc.wait_for("ready");
     Server { proc, dir }
 }
@@ -511,13 +518,8 @@ fn shared_memory_carries_large_bodies_and_is_given_once_per_connection() {
 
 #[test]
 fn a_full_region_sends_bodies_in_the_frames() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    cachefile::write_atomic(&dir.path().join("cache.bin"), &fixtures::cache(1)).expect("cache");
-    let mut cmd = command(dir.path());
-    cmd.args(["--shm-size", "64K"]);
-    let mut proc = Proc::spawn(cmd);
-    proc.wait_for("ready");
-    let mut c = FrameClient::connect(&dir.path().join("mirrorlist.sock")).unwrap();
+    let mut server = start_with(&["--shm-size", "64K"]);
+    let mut c = server.connect();
     assert!(c.attach().unwrap().1);
 
     // Nothing is read (so nothing released) until every request is sent:
@@ -546,20 +548,15 @@ fn a_full_region_sends_bodies_in_the_frames() {
     assert!(c.last_shared);
     check_metalink(&r.body);
     drop(c);
-    let line = proc.wait_for("connection closed");
+    let line = server.proc.wait_for("connection closed");
     assert!(line.contains("region_full="), "{line}");
     assert!(!line.contains("region_full=0"), "{line}");
 }
 
 #[test]
 fn shared_memory_can_be_turned_off() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    cachefile::write_atomic(&dir.path().join("cache.bin"), &fixtures::cache(1)).expect("cache");
-    let mut cmd = command(dir.path());
-    cmd.args(["--shm-size", "0"]);
-    let mut proc = Proc::spawn(cmd);
-    proc.wait_for("ready");
-    let mut c = FrameClient::connect(&dir.path().join("mirrorlist.sock")).unwrap();
+    let server = start_with(&["--shm-size", "0"]);
+    let mut c = server.connect();
     let (reply, attached) = c.attach().unwrap();
     assert_eq!(reply.status, 501);
     assert!(String::from_utf8_lossy(&reply.body).contains("--shm-size 0"));
