@@ -721,6 +721,15 @@ pub async fn attach(stream: &mut UnixStream) -> io::Result<Option<Arc<Region>>> 
         .ok()
         .flatten()
         .expect("parsed above");
+    if frame.id != ATTACH_ID {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "reply id {} to the shared-region request {ATTACH_ID}",
+                frame.id
+            ),
+        ));
+    }
     let reply = match protocol::decode_reply(&frame) {
         Ok(reply) => reply,
         Err(e) => {
