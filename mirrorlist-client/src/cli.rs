@@ -75,7 +75,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 8192)]
     pub max_queue: usize,
 
-    /// Persistent, pipelined connections to the server's socket.
+    /// Worker threads, each serving its share of the HTTP connections with
+    /// its own connections to the server [default: one per CPU].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Persistent, pipelined connections to the server's socket, per worker.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub upstream_connections: usize,
 
@@ -140,12 +145,18 @@ impl ServeArgs {
         if self.upstream_connections == 0 {
             return Err(UsageError::Zero("--upstream-connections"));
         }
+        let workers = match self.workers {
+            Some(0) => return Err(UsageError::Zero("--workers")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         Ok(Config {
             socket,
             listen: self.listen,
             trusted_proxies: self.trusted_proxy,
             max_inflight: self.max_inflight,
             max_queue: self.max_queue,
+            workers,
             upstream_connections: self.upstream_connections,
             request_timeout: self.request_timeout,
             header_timeout: self.header_timeout,
@@ -246,6 +257,8 @@ mod tests {
         );
         assert_eq!(config.request_timeout, Duration::from_millis(500));
         assert_eq!(config.upstream_connections, 2);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(config.workers, cpus, "one worker per CPU unless told");
         assert_eq!(config.max_inflight, 1024);
         assert_eq!(config.max_queue, 8192);
     }
@@ -272,6 +285,29 @@ mod tests {
         ])
         .unwrap();
         assert!(cli.serve.into_config().is_err());
+        let cli = parse(&[
+            "--socket",
+            "/s",
+            "--listen",
+            "127.0.0.1:1",
+            "--workers",
+            "0",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.serve.into_config(),
+            Err(UsageError::Zero("--workers"))
+        ));
+        let cli = parse(&[
+            "--socket",
+            "/s",
+            "--listen",
+            "127.0.0.1:1",
+            "--workers",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.into_config().unwrap().workers, 3);
         assert!(parse(&["--request-timeout", "0"]).is_err());
         assert!(parse(&["--request-timeout", "-1"]).is_err());
         assert!(parse(&["--trusted-proxy", "not-a-net"]).is_err());

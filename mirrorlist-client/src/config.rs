@@ -22,7 +22,10 @@ pub struct Config {
     pub max_inflight: usize,
     /// Requests allowed to wait for an in-flight slot; beyond that, 503.
     pub max_queue: usize,
-    /// Persistent connections to the server.
+    /// Worker threads, each with its own runtime and connections (used by
+    /// [`crate::run_workers`]; [`crate::run`] is one worker).
+    pub workers: usize,
+    /// Persistent connections to the server, per worker.
     pub upstream_connections: usize,
     /// Bound on a request's whole wait (queue and server).
     pub request_timeout: Duration,
@@ -47,6 +50,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             max_inflight: 1024,
             max_queue: 8192,
+            workers: 1,
             upstream_connections: 2,
             request_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),

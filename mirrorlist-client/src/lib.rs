@@ -11,7 +11,9 @@
 //!
 //! - [`cli`]: command-line flags (clap) and their checks.
 //! - [`config`]: the resolved [`Config`] (serving) and [`AskConfig`].
-//! - [`server`]: [`run`], the accept loop and graceful shutdown; [`bind`].
+//! - [`server`]: [`run_workers`] (one thread and runtime per worker, all
+//!   accepting on the same sockets), [`run`] (one worker: the accept loop
+//!   and graceful shutdown); [`bind`].
 //! - [`http`]: routing, local answers (400/404/405/414, `/health`) and the
 //!   translation of the server's reply into an HTTP response.
 //! - [`query`]: query-string decoding (percent-escapes, `+`, UTF-8).
@@ -27,9 +29,12 @@
 //!
 //! # Running
 //!
-//! [`run`] takes already-bound listeners and a shutdown future; `main` binds
-//! the `--listen` addresses with a backlog of 4096 and turns SIGTERM/SIGINT
-//! into that future. Once the pool has made its first connection attempt
+//! [`run`] takes already-bound listeners and a shutdown future (tests drive
+//! it directly); `main` binds the `--listen` addresses with a backlog of
+//! 4096, turns SIGTERM/SIGINT into that future and hands both to
+//! [`run_workers`], which runs `--workers` copies of [`run`]'s loop on
+//! threads of their own, sharing only the listening sockets and the
+//! admission limit. Once the pool has made its first connection attempt
 //! (which does not wait for a server that is down: requests then get 503
 //! until it is back), `run` logs `listening on ADDR:PORT` at info level for
 //! each listener: the readiness signal for scripts and tests. The statuses
@@ -48,7 +53,7 @@ pub mod signal;
 pub mod upstream;
 
 pub use config::{AskConfig, Config};
-pub use server::{bind, run};
+pub use server::{bind, run, run_workers};
 
 /// How the program failed, deciding its exit status.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +95,7 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     let shutdown = signal::shutdown()
         .context("cannot install signal handlers")
         .map_err(Failure::Runtime)?;
-    run(config, listeners, shutdown)
+    run_workers(config, listeners, shutdown)
         .await
         .map_err(Failure::Runtime)
 }

@@ -1,7 +1,8 @@
 //! The `mirrorlist-client` binary: flags, logging, a current-thread runtime
-//! (measured faster than a multi-thread one for this I/O-bound relay), then
-//! serving or `ask`. Exit 64 for usage or configuration errors, 1 for
-//! runtime failures, 0 otherwise.
+//! (for the signals, and for `ask`; serving runs one current-thread runtime
+//! per worker thread, measured faster than a multi-thread runtime for this
+//! I/O-bound relay), then serving or `ask`. Exit 64 for usage or
+//! configuration errors, 1 for runtime failures, 0 otherwise.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -22,15 +22,19 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+
 use crate::config::Config;
 use crate::http::{self, State};
-use crate::upstream::Upstream;
+use crate::upstream::{Admission, Upstream};
 
-/// Binds `addr` with the configured backlog, ready for [`run`].
+/// Binds `addr` with the configured backlog, non-blocking, ready for
+/// [`run_workers`] (or, through `TcpListener::from_std`, [`run`]).
 ///
 /// tokio's own `bind` uses a backlog of 1024; a burst of thousands of
 /// simultaneous connections must wait in the kernel queue, not be refused.
-pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // A restarted front end must not wait out TIME_WAIT of the old one.
@@ -42,15 +46,106 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
-/// Serves HTTP on `listeners` until `shutdown` completes, then stops
-/// accepting and gives open connections `config.shutdown_timeout` to finish
-/// what they are doing.
+/// Serves HTTP on `listeners` with one worker on the current runtime
+/// until `shutdown` completes, then stops accepting and gives open
+/// connections `config.shutdown_timeout` to finish what they are doing.
+/// (`config.workers` is for [`run_workers`]; this is one worker.)
 pub async fn run(
     config: Config,
     listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let admission = Admission::new(config.max_inflight, config.max_queue);
+    run_worker(config, listeners, admission, 0, shutdown).await
+}
+
+/// Runs `config.workers` workers until `shutdown` completes, then shuts
+/// them all down gracefully; a worker that fails stops the others.
+///
+/// Each worker is a thread with a current-thread runtime of its own, its
+/// own connections to the server and its own share of the HTTP
+/// connections: all accept on the same listening sockets (whichever is
+/// free takes the next connection), and nothing but the admission limit
+/// is shared, so a request never crosses threads. One single-threaded
+/// process doing all of the HTTP side kept the front end and the server
+/// on one core while the load generator had the other, idle a fifth of
+/// the time; see BENCHMARKS.md.
+pub async fn run_workers(
+    config: Config,
+    listeners: Vec<std::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!listeners.is_empty(), "no address to listen on");
+    let admission = Admission::new(config.max_inflight, config.max_queue);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut threads = Vec::with_capacity(config.workers);
+    for worker in 0..config.workers.max(1) {
+        let listeners = listeners
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect::<io::Result<Vec<_>>>()
+            .context("cannot share the listening sockets with a worker")?;
+        let (config, admission, done) = (config.clone(), admission.clone(), done_tx.clone());
+        let mut stop = stop_rx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("worker-{worker}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start a worker's runtime")
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listeners = listeners
+                                .into_iter()
+                                .map(TcpListener::from_std)
+                                .collect::<io::Result<Vec<_>>>()?;
+                            let stopped = async move {
+                                // An error means the sender is gone: stop too.
+                                let _ = stop.wait_for(|&stop| stop).await;
+                            };
+                            run_worker(config, listeners, admission, worker, stopped).await
+                        })
+                    });
+                let _ = done.send((worker, result));
+            })
+            .context("cannot start a worker thread")?;
+        threads.push(thread);
+    }
+    drop(done_tx);
+    drop(listeners);
+
+    let mut failure = None;
+    tokio::select! {
+        () = shutdown => {}
+        Some((worker, result)) = done_rx.recv() => {
+            // Workers end only when told to; one that ends early failed.
+            failure = Some(result.err().unwrap_or_else(|| anyhow::anyhow!("stopped")).context(format!("worker {worker}")));
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some((worker, result)) = done_rx.recv().await {
+        if let (Err(e), None) = (result, &failure) {
+            failure = Some(e.context(format!("worker {worker}")));
+        }
+    }
+    for thread in threads {
+        // Every worker has reported, so each thread is at its end.
+        let _ = thread.join();
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// One worker: serves `listeners` on the current runtime until `shutdown`.
+async fn run_worker(
+    config: Config,
+    listeners: Vec<TcpListener>,
+    admission: Arc<Admission>,
+    worker: usize,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!listeners.is_empty(), "no address to listen on");
@@ -58,8 +153,7 @@ pub async fn run(
         upstream: Upstream::start(
             &config.socket,
             config.upstream_connections,
-            config.max_inflight,
-            config.max_queue,
+            admission,
             config.request_timeout,
         ),
         trusted_proxies: config.trusted_proxies.clone(),
@@ -82,16 +176,20 @@ pub async fn run(
         // closes the connection without an answer.
         .keep_alive(true);
 
-    for listener in &listeners {
-        tracing::info!("listening on {}", listener.local_addr()?);
+    // The listening sockets are shared: worker 0 speaks for all of them.
+    if worker == 0 {
+        for listener in &listeners {
+            tracing::info!("listening on {}", listener.local_addr()?);
+        }
+        tracing::info!(
+            socket = %config.socket.display(),
+            workers = config.workers,
+            connections_per_worker = config.upstream_connections,
+            max_inflight = config.max_inflight,
+            max_queue = config.max_queue,
+            "forwarding to the mirrorlist server"
+        );
     }
-    tracing::info!(
-        socket = %config.socket.display(),
-        connections = config.upstream_connections,
-        max_inflight = config.max_inflight,
-        max_queue = config.max_queue,
-        "forwarding to the mirrorlist server"
-    );
 
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);

@@ -37,7 +37,8 @@
 //!
 //! At most `max_inflight` requests are forwarded at once; up to `max_queue`
 //! more wait for a slot, and beyond that [`UpstreamError::Overloaded`] is
-//! returned immediately. A burst of a few thousand simultaneous requests
+//! returned immediately. The limit ([`Admission`]) is one for the whole
+//! process: every worker's pool takes its slots from it. A burst of a few thousand simultaneous requests
 //! (cloud instances polling on a timer) is thus queued and answered, while
 //! a flood that cannot be served is turned away cheaply.
 
@@ -158,17 +159,54 @@ impl Slot {
     }
 }
 
-/// The connection pool and the admission limit. Dropping it stops the
-/// connection tasks.
+/// The admission limit: requests in flight and waiting, counted across
+/// every pool that shares it (one per worker thread). A semaphore and a
+/// counter: taking a slot is an atomic operation, whichever thread takes it.
+#[derive(Debug)]
+pub struct Admission {
+    inflight: Semaphore,
+    queued: AtomicUsize,
+    max_queue: usize,
+}
+
+impl Admission {
+    /// At most `max_inflight` requests forwarded at once, `max_queue` more
+    /// waiting.
+    pub fn new(max_inflight: usize, max_queue: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            inflight: Semaphore::new(max_inflight.max(1)),
+            queued: AtomicUsize::new(0),
+            max_queue,
+        })
+    }
+
+    async fn admit(&self) -> Result<SemaphorePermit<'_>, UpstreamError> {
+        if let Ok(permit) = self.inflight.try_acquire() {
+            return Ok(permit);
+        }
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(UpstreamError::Overloaded);
+        }
+        // Leave the queue however this future ends (also when the timeout
+        // drops it).
+        let _queued = Decrement(&self.queued);
+        self.inflight
+            .acquire()
+            .await
+            .map_err(|_| UpstreamError::ConnectionLost)
+    }
+}
+
+/// The connection pool of one worker, and its share of the admission limit.
+/// Dropping it stops the connection tasks.
 #[derive(Debug)]
 pub struct Upstream {
     slots: Vec<Arc<Slot>>,
     tasks: Vec<JoinHandle<()>>,
     /// Round-robin start for the least-loaded search, so ties rotate.
     next: AtomicUsize,
-    inflight: Semaphore,
-    queued: AtomicUsize,
-    max_queue: usize,
+    admission: Arc<Admission>,
     timeout: Duration,
     /// How many slots have made their first connection attempt.
     attempted: watch::Receiver<usize>,
@@ -176,13 +214,13 @@ pub struct Upstream {
 
 impl Upstream {
     /// Starts `connections` connection tasks towards `socket` (they connect
-    /// in the background; until then requests fail fast). Must be called
-    /// inside a tokio runtime.
+    /// in the background; until then requests fail fast), admitting
+    /// requests through `admission`. Must be called inside a tokio runtime:
+    /// the connections belong to it.
     pub fn start(
         socket: &Path,
         connections: usize,
-        max_inflight: usize,
-        max_queue: usize,
+        admission: Arc<Admission>,
         timeout: Duration,
     ) -> Upstream {
         let slots: Vec<Arc<Slot>> = (0..connections.max(1))
@@ -206,9 +244,7 @@ impl Upstream {
             slots,
             tasks,
             next: AtomicUsize::new(0),
-            inflight: Semaphore::new(max_inflight.max(1)),
-            queued: AtomicUsize::new(0),
-            max_queue,
+            admission,
             timeout,
             attempted,
         }
@@ -232,7 +268,7 @@ impl Upstream {
         // down would only wait to be refused.
         self.pick()?;
         match tokio::time::timeout(self.timeout, async {
-            let _permit = self.admit().await?;
+            let _permit = self.admission.admit().await?;
             self.send(request).await
         })
         .await
@@ -259,23 +295,6 @@ impl Upstream {
     /// How many connections are up right now.
     pub fn connected(&self) -> usize {
         self.slots.iter().filter(|s| s.is_up()).count()
-    }
-
-    async fn admit(&self) -> Result<SemaphorePermit<'_>, UpstreamError> {
-        if let Ok(permit) = self.inflight.try_acquire() {
-            return Ok(permit);
-        }
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(UpstreamError::Overloaded);
-        }
-        // Leave the queue however this future ends (also when the timeout
-        // drops it).
-        let _queued = Decrement(&self.queued);
-        self.inflight
-            .acquire()
-            .await
-            .map_err(|_| UpstreamError::ConnectionLost)
     }
 
     /// The least-loaded live slot, starting the search at a rotating index.

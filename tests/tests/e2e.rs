@@ -243,6 +243,70 @@ fn every_metalink_hash_equals_the_master_tree() {
     }
 }
 
+/// The names of a process's threads, sorted.
+fn thread_names(proc: &Proc) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", proc.pid()))
+        .expect("task dir")
+        .map(|t| {
+            let path = t.expect("task").path().join("comm");
+            std::fs::read_to_string(path)
+                .expect("comm")
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn workers_each_connect_serve_and_stop_together() {
+    let mut stack = Stack::start(&["--workers", "3", "--upstream-connections", "1"]);
+    let workers: Vec<String> = thread_names(&stack.client)
+        .into_iter()
+        .filter(|n| n.starts_with("worker-"))
+        .collect();
+    assert_eq!(workers, ["worker-0", "worker-1", "worker-2"]);
+    // Each worker has a connection of its own to the server, with a region
+    // (worker 0 announces the port once its pool is up, the others may
+    // still be attaching).
+    let mut attached = stack.client.log().matches("shared region attached").count();
+    while attached < 3 {
+        stack.client.wait_for("shared region attached");
+        attached += 1;
+    }
+    assert_eq!(stack.client.log().matches("listening on").count(), 1);
+    // Concurrent clients on one port, whichever worker takes them.
+    let addr = stack.addr.clone();
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        http(
+                            &addr,
+                            "GET",
+                            "/mirrorlist?repo=fedora-42&arch=x86_64&ip=85.214.0.1",
+                            &[],
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for c in clients {
+        for r in c.join().expect("client thread") {
+            check_list(&r, "fedora-42", "x86_64", "DE");
+        }
+    }
+    // SIGTERM stops every worker, each after its own graceful shutdown.
+    stack.client.signal(Signal::SIGTERM);
+    assert!(stack.client.wait_exit().success(), "{}", stack.client.log());
+    let log = stack.client.log();
+    assert_eq!(log.matches("all connections closed").count(), 3, "{log}");
+}
+
 #[test]
 fn without_shared_memory_bodies_come_over_the_socket() {
     let stack = Stack::start_with(&["--shm-size", "0"], &[]);
