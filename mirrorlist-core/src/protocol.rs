@@ -324,10 +324,19 @@ pub fn share_body(
         return false;
     };
     out.truncate(body_at);
-    out.extend_from_slice(&shared.offset.to_le_bytes());
-    out.extend_from_slice(&shared.len.to_le_bytes());
-    start.shared = true;
+    body_in_region(start, out, shared);
     true
+}
+
+/// Says that the body of the reply begun at `start` is in the shared
+/// region at `at` (it was written there, not into the frame: nothing may
+/// have been appended since [`begin_reply`]). Call it at most once per
+/// reply, before [`finish_reply`].
+pub fn body_in_region(start: &mut ReplyStart, out: &mut Vec<u8>, at: SharedBody) {
+    assert_eq!(start.body_len(out), 0, "a body is in the frame already");
+    out.extend_from_slice(&at.offset.to_le_bytes());
+    out.extend_from_slice(&at.len.to_le_bytes());
+    start.shared = true;
 }
 
 /// Completes the reply begun at `start`: appends the head after the body
@@ -675,6 +684,29 @@ mod tests {
         finish_reply(start, 200, "text/plain", &[], &mut buf);
         let f = parse_frame(&buf).unwrap().unwrap();
         assert_eq!(decode_reply(&f).unwrap().body, b"inline");
+
+        // A body written straight into the region: the same frame as one
+        // moved there.
+        let mut direct = Vec::new();
+        let mut start = begin_reply(4, &mut direct);
+        let at = SharedBody {
+            offset: 640,
+            len: 5000,
+        };
+        body_in_region(&mut start, &mut direct, at);
+        finish_reply(start, 200, "text/plain", &[], &mut direct);
+        let f = parse_frame(&direct).unwrap().unwrap();
+        assert_eq!(decode_reply_head(&f).unwrap().body, BodyAt::Shared(at));
+    }
+
+    #[test]
+    #[should_panic(expected = "a body is in the frame already")]
+    fn a_body_cannot_be_in_the_frame_and_the_region() {
+        let mut buf = Vec::new();
+        let mut start = begin_reply(1, &mut buf);
+        buf.push(b'x');
+        let at = SharedBody { offset: 64, len: 1 };
+        body_in_region(&mut start, &mut buf, at);
     }
 
     #[test]

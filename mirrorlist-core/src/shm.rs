@@ -307,7 +307,61 @@ impl Ring {
     /// Copies `body` into a free block and returns where it is, or `None`
     /// when no block of its size is free right now.
     pub fn put(&mut self, body: &[u8]) -> Option<SharedBody> {
-        let need = (BLOCK_HEADER + body.len()).next_multiple_of(BLOCK_ALIGN);
+        self.put_with(body.len(), |block| {
+            block.copy_from_slice(body);
+            Some(body.len())
+        })
+    }
+
+    /// Lends `fill` a free block of `max` bytes to write a body into, so
+    /// that a body is rendered where the front end reads it instead of
+    /// being copied there. `fill` returns the body's length (at most
+    /// `max`; what lies beyond it is not sent), and the block is cut to
+    /// that length; `None` gives the block back, and so does this
+    /// function when no block of `max` bytes is free (then `fill` is not
+    /// called).
+    pub fn put_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<SharedBody> {
+        let at = self.allocate(max)?;
+        // SAFETY: `at + BLOCK_HEADER + max` is within the region (see
+        // `allocate`), and the block is free: it overlaps no block in
+        // `blocks` or `held`, so the front end released it (or never had
+        // it) and keeps no reference to it, and it sends none until this
+        // function returned the block's reference. The slice lives only
+        // for the call of `fill`.
+        let block = unsafe {
+            std::slice::from_raw_parts_mut(self.region.ptr.as_ptr().add(at + BLOCK_HEADER), max)
+        };
+        let used = fill(block).filter(|&len| len <= max);
+        let last = self.blocks.back_mut().expect("the block just allocated");
+        debug_assert_eq!(last.at, at);
+        let Some(len) = used else {
+            // Given back: the newest block, so the head steps back over it.
+            self.blocks.pop_back();
+            self.head = at;
+            return None;
+        };
+        let need = (BLOCK_HEADER + len).next_multiple_of(BLOCK_ALIGN);
+        last.len = need;
+        self.head = (at + need) % self.region.len;
+        self.region
+            .word(at, 4)
+            .store(need as u32, Ordering::Relaxed);
+        self.stats.shared += 1;
+        Some(SharedBody {
+            offset: (at + BLOCK_HEADER) as u32,
+            len: len as u32,
+        })
+    }
+
+    /// Places a block for a body of up to `max` bytes at the head, marks it
+    /// in use and returns where it starts; `None` (counted as full) when no
+    /// such block is free.
+    fn allocate(&mut self, max: usize) -> Option<usize> {
+        let need = (BLOCK_HEADER + max).next_multiple_of(BLOCK_ALIGN);
         self.reclaim();
         let mut placed = None;
         if need <= self.region.len {
@@ -342,31 +396,15 @@ impl Ring {
             self.stats.full += 1;
             return None;
         };
-        self.region
-            .word(at, 4)
-            .store(need as u32, Ordering::Relaxed);
+        // `at + need <= size`: see `candidate`.
         self.region.state(at).store(IN_USE, Ordering::Relaxed);
-        // SAFETY: `at + need <= size` (see `candidate`), and the block is
-        // free: it overlaps no block in `blocks` or `held`, so the front end
-        // released it (or never had it) and keeps no reference to it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                body.as_ptr(),
-                self.region.ptr.as_ptr().add(at + BLOCK_HEADER),
-                body.len(),
-            );
-        }
         self.blocks.push_back(Block {
             at,
             len: need,
             filler: false,
         });
         self.head = (at + need) % self.region.len;
-        self.stats.shared += 1;
-        Some(SharedBody {
-            offset: (at + BLOCK_HEADER) as u32,
-            len: body.len() as u32,
-        })
+        Some(at)
     }
 
     /// Where a block of `need` bytes fits between the head and the tail
@@ -583,6 +621,36 @@ mod tests {
         let rc = ring.put(&b).unwrap();
         assert_eq!(rc.offset as usize, BLOCK_HEADER);
         assert_eq!(ring.stats(), RingStats { shared: 3, full: 0 });
+    }
+
+    #[test]
+    fn bodies_written_in_place_are_cut_to_their_length() {
+        let (mut ring, other) = pair(MIN_REGION);
+        let a = body(700, 4);
+        // Room for 40,000 bytes lent, 700 used: the block keeps 700.
+        let ra = ring
+            .put_with(40_000, |block| {
+                assert_eq!(block.len(), 40_000);
+                block[..a.len()].copy_from_slice(&a);
+                Some(a.len())
+            })
+            .unwrap();
+        assert_eq!(ra.len, 700);
+        let la = Lease::new(other.clone(), ra).unwrap();
+        assert_eq!(la.as_ref(), &a[..]);
+        // The next block follows the 700 bytes, not the 40,000 lent.
+        let rb = ring.put(&body(100, 5)).unwrap();
+        assert_eq!(rb.offset as usize, 768 + BLOCK_HEADER);
+        // A block given back (None), or a length over what was lent, is
+        // not sent and its room is the next block's.
+        assert!(ring.put_with(5000, |_| None).is_none());
+        assert!(ring.put_with(5000, |_| Some(5001)).is_none());
+        let rc = ring.put(&body(10, 6)).unwrap();
+        assert_eq!(rc.offset, rb.offset + 128);
+        // More than a whole region is never lent.
+        assert!(ring.put_with(MIN_REGION, |_| unreachable!()).is_none());
+        assert_eq!(ring.stats(), RingStats { shared: 3, full: 1 });
+        drop(la);
     }
 
     #[test]

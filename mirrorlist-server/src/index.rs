@@ -39,6 +39,7 @@ use mirrorlist_core::model::{
 };
 use prefix_trie::PrefixMap;
 
+use crate::frag::{Arena, Frag};
 use crate::query::ProtocolSet;
 
 /// Continent ids are small integers; this many are possible.
@@ -155,11 +156,13 @@ pub struct Index {
     flags: Vec<u8>,
     /// Per host set.
     slots: Vec<DirSlots>,
+    /// Per host URL: the URL (for plain lists, copied in chunks).
+    urls: Arena,
     /// Per host URL: `    <url protocol="P" type="P" location="CC" preference="`.
-    url_open: Vec<Box<str>>,
+    url_open: Arena,
     /// Per host URL: `">` and the URL, XML-escaped (what follows the
     /// preference value and any `mm0:private` attribute).
-    url_close: Vec<Box<str>>,
+    url_close: Arena,
     /// The longest `url_open` plus the longest `url_close`.
     url_line_max: usize,
     /// Per host URL: its protocol, densely packed for the scans of
@@ -351,23 +354,30 @@ impl Index {
                 dir_slots(&cache, set, list)
             })
             .collect();
-        let mut url_open = Vec::with_capacity(cache.host_urls.len());
-        let mut url_close = Vec::with_capacity(cache.host_urls.len());
+        let mut urls = Arena::default();
+        let mut url_open = Arena::default();
+        let mut url_close = Arena::default();
+        let mut scratch = String::new();
         for u in &cache.host_urls {
+            urls.push(&u.url);
             let p = u.protocol.as_str();
-            let mut open = format!("    <url protocol=\"{p}\" type=\"{p}\" location=\"");
+            scratch.clear();
+            scratch.push_str("    <url protocol=\"");
+            scratch.push_str(p);
+            scratch.push_str("\" type=\"");
+            scratch.push_str(p);
+            scratch.push_str("\" location=\"");
             let country = cache.hosts.get(u.host as usize).map(|h| h.country.as_str());
-            crate::render::push_escaped(&mut open, country.unwrap_or(""));
-            open.push_str("\" preference=\"");
-            url_open.push(open.into_boxed_str());
-            let mut close = String::with_capacity(u.url.len() + 2);
-            close.push_str("\">");
-            crate::render::push_escaped(&mut close, &u.url);
-            url_close.push(close.into_boxed_str());
+            crate::render::push_escaped(&mut scratch, country.unwrap_or(""));
+            scratch.push_str("\" preference=\"");
+            url_open.push(&scratch);
+            scratch.clear();
+            scratch.push_str("\">");
+            crate::render::push_escaped(&mut scratch, &u.url);
+            url_close.push(&scratch);
         }
-
-        let url_line_max = url_open.iter().map(|s| s.len()).max().unwrap_or(0)
-            + url_close.iter().map(|s| s.len()).max().unwrap_or(0);
+        let (urls, url_open, url_close) = (urls.finish(), url_open.finish(), url_close.finish());
+        let url_line_max = url_open.longest() + url_close.longest();
         let url_protocol = cache.host_urls.iter().map(|u| u.protocol).collect();
 
         let mut repodata = Vec::with_capacity(cache.directories.len());
@@ -411,6 +421,7 @@ impl Index {
             inv_bandwidth,
             flags,
             slots,
+            urls,
             url_open,
             url_close,
             url_line_max,
@@ -530,10 +541,20 @@ impl Index {
         &self.slots[self.directory(dir).hosts as usize]
     }
 
+    /// Host URL `u`.
+    pub fn url(&self, u: u32) -> Frag<'_> {
+        self.urls.get(u)
+    }
+
+    /// The length of the longest host URL.
+    pub fn url_max(&self) -> usize {
+        self.urls.longest()
+    }
+
     /// The opening of a metalink `<url>` element for host URL `u`, up to the
     /// preference value.
-    pub fn url_open(&self, u: u32) -> &str {
-        &self.url_open[u as usize]
+    pub fn url_open(&self, u: u32) -> Frag<'_> {
+        self.url_open.get(u)
     }
 
     /// An upper bound of `url_open(u).len() + url_close(u).len()` for every
@@ -550,8 +571,8 @@ impl Index {
     /// The rest of a metalink `<url>` element's opening for host URL `u`
     /// after the preference value and attributes: `">` and the URL,
     /// XML-escaped.
-    pub fn url_close(&self, u: u32) -> &str {
-        &self.url_close[u as usize]
+    pub fn url_close(&self, u: u32) -> Frag<'_> {
+        self.url_close.get(u)
     }
 
     /// The cache's build time as an RFC 2822 date, for metalinks.

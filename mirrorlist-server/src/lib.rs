@@ -11,6 +11,8 @@
 //! - [`select`]: the tiers (netblock, ASN, country, continent, global) and
 //!   the bandwidth-weighted shuffle.
 //! - [`render`]: the plain list, the Metalink document, redirects, errors.
+//! - [`frag`]: the index's URL pieces, kept so rendering copies them in
+//!   whole chunks.
 //! - [`handler`]: one request in, one reply (and an access record) out.
 //! - [`geo`], [`asn`]: client address → country (IPv4 from a flat table
 //!   read out of the GeoIP database at load), → autonomous system.
@@ -20,7 +22,8 @@
 //! - [`config`]: flags and the resolved configuration.
 //! - [`socket`]: the listening socket (backlog, permissions, stale files).
 //! - [`server`]: connections, pipelined frames, the shared region a front
-//!   end can attach (bodies copied into its ring), reload, shutdown, signals.
+//!   end can attach (lists and metalinks rendered straight into its ring),
+//!   reload, shutdown, signals.
 //! - [`accesslog`]: MirrorManager-format access log, reopened on signal.
 //! - [`app`]: wires the above together for `main`.
 
@@ -30,6 +33,7 @@ pub mod accesslog;
 pub mod app;
 pub mod asn;
 pub mod config;
+pub mod frag;
 pub mod geo;
 pub mod handler;
 pub mod index;

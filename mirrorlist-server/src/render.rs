@@ -33,6 +33,7 @@
 
 use mirrorlist_core::model::{Directory, FileDetails, FileEntry, HostSet, Protocol};
 
+use crate::frag::{Frag, CHUNK};
 use crate::index::{DirSlots, Index, PRIVATE};
 use crate::query::ProtocolSet;
 use crate::select::{Note, Selection};
@@ -72,14 +73,99 @@ pub struct Target<'a> {
     pub file: Option<&'a str>,
 }
 
-/// Where text is rendered to: the server renders bodies straight into the
-/// frame it is writing (a `Vec<u8>`), error texts into a `String`. Only
-/// UTF-8 is ever appended, so a `Vec<u8>` written this way holds UTF-8.
+/// Where text is rendered to: the server renders large bodies straight
+/// into a block of the shared region ([`ChunkOut`]), others into the frame
+/// it is writing (a `Vec<u8>`), error texts into a `String`. Only UTF-8 is
+/// ever appended, so bytes written this way are UTF-8.
 pub trait Out {
     /// Appends `s`.
     fn put(&mut self, s: &str);
     /// Appends one ASCII byte.
     fn put_byte(&mut self, b: u8);
+    /// Appends a fragment ([`ChunkOut`] copies it in whole chunks).
+    fn put_frag(&mut self, f: Frag<'_>);
+}
+
+/// Renders into a buffer of fixed size (a block of the shared region),
+/// copying fragments in whole [`CHUNK`]s: fixed-size moves instead of a
+/// `memcpy` call per URL. The bytes a chunk writes past a fragment's end
+/// are overwritten by what comes next, or lie past the body's length.
+/// Writing past the buffer's end writes nothing and marks the output
+/// overflowed: the caller renders again where there is room.
+#[derive(Debug)]
+pub struct ChunkOut<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    overflowed: bool,
+}
+
+impl<'a> ChunkOut<'a> {
+    /// Output into `buf`, empty.
+    pub fn new(buf: &'a mut [u8]) -> ChunkOut<'a> {
+        ChunkOut {
+            buf,
+            len: 0,
+            overflowed: false,
+        }
+    }
+
+    /// The length written, or `None` if something did not fit.
+    pub fn finish(self) -> Option<usize> {
+        (!self.overflowed).then_some(self.len)
+    }
+
+    /// What was written so far.
+    pub fn written(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Out for ChunkOut<'_> {
+    fn put(&mut self, s: &str) {
+        match self.buf.get_mut(self.len..self.len + s.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(s.as_bytes());
+                self.len += s.len();
+            }
+            None => self.overflowed = true,
+        }
+    }
+
+    fn put_byte(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
+        match self.buf.get_mut(self.len) {
+            Some(dst) => {
+                *dst = b;
+                self.len += 1;
+            }
+            None => self.overflowed = true,
+        }
+    }
+
+    #[inline]
+    fn put_frag(&mut self, f: Frag<'_>) {
+        let mut src = f.chunks();
+        match self.buf.get_mut(self.len..self.len + src.len()) {
+            Some(mut dst) => {
+                while let (Some((d, dst_rest)), Some((s, src_rest))) = (
+                    dst.split_first_chunk_mut::<CHUNK>(),
+                    src.split_first_chunk::<CHUNK>(),
+                ) {
+                    *d = *s;
+                    (dst, src) = (dst_rest, src_rest);
+                }
+                self.len += f.len();
+            }
+            // Near the end of the buffer: exactly, if it fits at all.
+            None => match self.buf.get_mut(self.len..self.len + f.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(f.bytes());
+                    self.len += f.len();
+                }
+                None => self.overflowed = true,
+            },
+        }
+    }
 }
 
 impl Out for String {
@@ -91,6 +177,10 @@ impl Out for String {
         debug_assert!(b.is_ascii());
         self.push(char::from(b));
     }
+
+    fn put_frag(&mut self, f: Frag<'_>) {
+        self.push_str(f.as_str());
+    }
 }
 
 impl Out for Vec<u8> {
@@ -101,6 +191,10 @@ impl Out for Vec<u8> {
     fn put_byte(&mut self, b: u8) {
         debug_assert!(b.is_ascii());
         self.push(b);
+    }
+
+    fn put_frag(&mut self, f: Frag<'_>) {
+        self.extend_from_slice(f.bytes());
     }
 }
 
@@ -240,7 +334,7 @@ fn preferred<'a>(
     target: &Target<'_>,
     slot: u32,
     allowed: ProtocolSet,
-) -> Option<&'a str> {
+) -> Option<Frag<'a>> {
     // `Index` ordered each host's URLs by protocol preference.
     let u = target
         .hosts
@@ -248,7 +342,7 @@ fn preferred<'a>(
         .iter()
         .copied()
         .find(|&u| allowed.contains(index.url_protocol(u)))?;
-    Some(&index.cache().host_urls[u as usize].url)
+    Some(index.url(u))
 }
 
 /// Appends `n` (at most 100 here) without the formatting machinery, which
@@ -292,7 +386,9 @@ pub fn mirrorlist(
     if !priority {
         end.push('\n');
     }
-    let host_urls = &index.cache().host_urls;
+    let padded = Frag::pad(&end);
+    let end = Frag::new(&end, padded.as_bytes());
+    let urls = index.cache().host_urls.len();
     let mut rank = 0u32;
     for pick in &sel.picks {
         // Without `protocol=`, the URL was chosen when the cache was loaded.
@@ -301,14 +397,14 @@ pub fn mirrorlist(
                 .slots
                 .plain
                 .get(pick.slot as usize)
-                .and_then(|&u| host_urls.get(u as usize))
-                .map(|u| u.url.as_str())
+                .filter(|&&u| (u as usize) < urls)
+                .map(|&u| index.url(u))
         } else {
             preferred(index, target, pick.slot, allowed)
         };
         if let Some(base) = base {
-            out.put(base);
-            out.put(&end);
+            out.put_frag(base);
+            out.put_frag(end);
             if priority {
                 // apt's mirror method: metadata after a tab; lowest first.
                 rank += 1;
@@ -320,6 +416,34 @@ pub fn mirrorlist(
     }
 }
 
+/// An upper bound of the size of [`mirrorlist`]'s answer for these
+/// arguments (every line counted with the longest host URL), plus a chunk
+/// of room for [`ChunkOut`].
+pub fn mirrorlist_capacity(
+    index: &Index,
+    h: &Head<'_>,
+    target: &Target<'_>,
+    sel: &Selection,
+    time: bool,
+    priority: bool,
+) -> usize {
+    // Sanitizing never lengthens: a control character becomes one `?`.
+    let head = match h {
+        Head::Repo { repo, arch } => "# repo =  arch =  ".len() + repo.len() + arch.len(),
+        Head::Path(p) => "# path =  ".len() + p.len(),
+    };
+    // "Using preferred netblock " is the longest note; then `protocol = `.
+    let notes = sel.notes.len() * 25 + "protocol = https,http,ftp,rsync ".len();
+    let time = if time { 48 } else { 0 };
+    let tail = 2 + target.dir.subpath.len() + target.extra.len() + target.file.map_or(0, str::len);
+    let end = if priority {
+        "\tpriority:4294967295\n".len()
+    } else {
+        1
+    };
+    head + notes + time + 1 + sel.picks.len() * (index.url_max() + tail + end) + CHUNK
+}
+
 /// The redirect target: the first selected host's https (else http) URL.
 /// Browsers and download tools do not follow a redirect to ftp.
 pub fn redirect_location(index: &Index, target: &Target<'_>, sel: &Selection) -> Option<String> {
@@ -329,7 +453,7 @@ pub fn redirect_location(index: &Index, target: &Target<'_>, sel: &Selection) ->
             .with(Protocol::Http),
     );
     sel.picks.iter().find_map(|pick| {
-        let base = preferred(index, target, pick.slot, allowed)?;
+        let base = preferred(index, target, pick.slot, allowed)?.as_str();
         let mut s = String::with_capacity(base.len() + target.dir.subpath.len() + 32);
         s.push_str(base);
         tail(&mut s, target);
@@ -436,7 +560,7 @@ pub fn metalink_capacity(
         .iter()
         .map(|p| target.hosts.urls(p.slot as usize).len())
         .sum();
-    n + urls * line
+    n + urls * line + CHUNK
 }
 
 /// The metalink for `file` (found in the cache's file details) with the
@@ -468,6 +592,8 @@ pub fn metalink(
     // Everything after the host's URL is the same on every line: build it
     // once, escaped.
     let end = metalink_url_end(target);
+    let padded = Frag::pad(&end);
+    let end = Frag::new(&end, padded.as_bytes());
     let mut preference = 100u32;
     for pick in &sel.picks {
         let private = index.flags(pick.host) & PRIVATE != 0;
@@ -475,13 +601,13 @@ pub fn metalink(
             if !sel.protocols.contains(index.url_protocol(u)) {
                 continue;
             }
-            out.put(index.url_open(u));
+            out.put_frag(index.url_open(u));
             push_small(out, preference);
             if private {
                 out.put(PRIVATE_ATTR);
             }
-            out.put(index.url_close(u));
-            out.put(&end);
+            out.put_frag(index.url_close(u));
+            out.put_frag(end);
         }
         preference = preference.saturating_sub(1).max(1);
     }

@@ -299,10 +299,6 @@ enum Answered {
     Attached(OwnedFd),
 }
 
-/// Bodies shorter than this stay in their frames: for a short error text
-/// or a redirect, a block and its release cost more than the bytes.
-const SHARED_MIN_BODY: usize = 1024;
-
 /// One connection's state beyond its buffers.
 #[derive(Default)]
 struct Conn {
@@ -481,12 +477,17 @@ fn answer_frames(
                 }
             }
             Ok(req) => {
-                // The body is rendered straight into the frame, and moved
-                // to the shared region if there is one with room.
+                // Lists and metalinks are rendered straight into the shared
+                // region if there is one with room, everything else into
+                // the frame (and a large body there is moved to the region
+                // if it has room by now).
                 let mut start = protocol::begin_reply(frame.id, wbuf);
-                let (answer, record) = handler::handle_into(&state, &req, rng, wbuf);
-                if let Some(ring) = conn.ring.as_mut() {
-                    if start.body_len(wbuf) >= SHARED_MIN_BODY {
+                let (answer, record) =
+                    handler::handle_into(&state, &req, rng, wbuf, conn.ring.as_mut());
+                if let Some(at) = answer.shared {
+                    protocol::body_in_region(&mut start, wbuf, at);
+                } else if let Some(ring) = conn.ring.as_mut() {
+                    if start.body_len(wbuf) >= handler::SHARED_MIN_BODY {
                         protocol::share_body(&mut start, wbuf, |body| ring.put(body));
                     }
                 }
