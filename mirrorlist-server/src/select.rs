@@ -158,22 +158,24 @@ pub struct Selection {
     /// Whether `protocol=` was applied (false when it matched nothing).
     pub filtered: bool,
     seen: Vec<u64>,
-    /// The tier being built: packed sort keys (see [`pack`]) and its hosts.
+    /// The tier being built: packed sort keys with the hosts' slots (see
+    /// [`pack`]).
     tier_keys: Vec<u64>,
-    tier: Vec<Pick>,
 }
 
-/// Bits of a packed key that hold the host's position in the tier.
+/// Bits of a packed key that hold the host's slot in the directory's host
+/// set.
 const POS_BITS: u32 = 24;
 const POS_MASK: u64 = (1 << POS_BITS) - 1;
 
-/// Packs a shuffle key and a position into one `u64` that sorts by key, so
-/// that a tier sorts as a plain integer slice. The key is a non-negative
-/// f64, whose bit pattern orders like its value; its low 24 mantissa bits
-/// give way to the position (a relative precision of 2^-28 remains, far
-/// below anything a bandwidth ratio can express).
-fn pack(key: f64, pos: usize) -> u64 {
-    (key.to_bits() & !POS_MASK) | (pos as u64 & POS_MASK)
+/// Packs a shuffle key and a host's slot into one `u64` that sorts by key,
+/// so that a tier sorts as a plain integer slice and the slot (hence the
+/// host) comes back out of it. The key is a non-negative f64, whose bit
+/// pattern orders like its value; its low 24 mantissa bits give way to the
+/// slot (a relative precision of 2^-28 remains, far below anything a
+/// bandwidth ratio can express).
+fn pack(key: f64, slot: u32) -> u64 {
+    (key.to_bits() & !POS_MASK) | (u64::from(slot) & POS_MASK)
 }
 
 /// Fills `out` with the hosts for directory `dir` and a client at `loc`.
@@ -248,11 +250,12 @@ impl Ctx<'_> {
         rng: &mut SmallRng,
         out: &mut Selection,
     ) -> usize {
-        let before = out.tier.len();
+        let before = out.tier_keys.len();
+        out.tier_keys.reserve(slots.len());
         for &slot in slots {
-            if out.tier.len() > POS_MASK as usize {
-                // 16 million hosts in one tier: positions would alias.
-                break;
+            if u64::from(slot) > POS_MASK {
+                // A set of over 16 million hosts: slots would alias.
+                continue;
             }
             if self.admit(slot, public, &out.seen) {
                 let h = self.hosts.host(slot as usize);
@@ -262,11 +265,10 @@ impl Ctx<'_> {
                 // and >= 0.
                 let e: f64 = rng.sample(Exp1);
                 let key = e * self.index.inv_bandwidth(h);
-                out.tier_keys.push(pack(key, out.tier.len()));
-                out.tier.push(Pick { host: h, slot });
+                out.tier_keys.push(pack(key, slot));
             }
         }
-        out.tier.len() - before
+        out.tier_keys.len() - before
     }
 
     /// Like [`Ctx::gather`] for host indexes (netblock and ASN tiers, whose
@@ -280,14 +282,17 @@ impl Ctx<'_> {
     }
 
     /// Shuffles the gathered tier into the answer; returns its size.
-    fn close_tier(out: &mut Selection) -> usize {
+    fn close_tier(&self, out: &mut Selection) -> usize {
         out.tier_keys.sort_unstable();
-        for &k in &out.tier_keys {
-            out.picks.push(out.tier[(k & POS_MASK) as usize]);
-        }
-        let n = out.tier.len();
+        out.picks.extend(out.tier_keys.iter().map(|&k| {
+            let slot = (k & POS_MASK) as u32;
+            Pick {
+                host: self.hosts.host(slot as usize),
+                slot,
+            }
+        }));
+        let n = out.tier_keys.len();
         out.tier_keys.clear();
-        out.tier.clear();
         n
     }
 
@@ -354,7 +359,6 @@ fn run(
 ) {
     out.picks.clear();
     out.notes.clear();
-    out.tier.clear();
     out.tier_keys.clear();
     out.protocols = mask;
     out.seen.clear();
@@ -380,7 +384,7 @@ fn run(
             let mut found = 0;
             for hosts in lists {
                 ctx.gather_hosts(hosts, rng, out);
-                found += Ctx::close_tier(out);
+                found += ctx.close_tier(out);
             }
             if found > 0 {
                 out.notes.push(Note::Netblock);
@@ -388,7 +392,7 @@ fn run(
         }
         if let Some(asn) = loc.asn {
             ctx.gather_hosts(index.asn_hosts(asn), rng, out);
-            if Ctx::close_tier(out) > 0 {
+            if ctx.close_tier(out) > 0 {
                 out.notes.push(Note::Asn(asn));
             }
         }
@@ -408,7 +412,7 @@ fn run(
                 }
             }
         }
-        let mut found = Ctx::close_tier(out);
+        let mut found = ctx.close_tier(out);
         if found == 0 {
             let mut continents = [0u64; 4];
             for place in places {
@@ -419,7 +423,7 @@ fn run(
                 }
             }
             ctx.gather_continents(&continents, None, rng, out);
-            found = Ctx::close_tier(out);
+            found = ctx.close_tier(out);
         }
         if found > 0 {
             return;
@@ -430,17 +434,17 @@ fn run(
         if ctx.gather(ctx.country_slots(country), true, rng, out) > 0 {
             out.notes.push(Note::Country(country));
         }
-        Ctx::close_tier(out);
+        ctx.close_tier(out);
         if let Some(id) = index.continent(country) {
             ctx.gather_continent(id, country, rng, out);
-            Ctx::close_tier(out);
+            ctx.close_tier(out);
         }
     }
 
     if out.picks.len() < params.minimum {
         ctx.gather(ctx.hosts.global_slots(), true, rng, out);
         out.notes.push(Note::Global);
-        Ctx::close_tier(out);
+        ctx.close_tier(out);
     }
 }
 
@@ -1048,9 +1052,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn packed_keys_sort_by_key_then_keep_positions() {
+    fn packed_keys_sort_by_key_then_keep_slots() {
         let keys = [3.5, 0.0, 1e-9, 2.0, 1e300];
-        let mut packed: Vec<u64> = keys.iter().enumerate().map(|(i, k)| pack(*k, i)).collect();
+        let mut packed: Vec<u64> = (0u32..).zip(keys).map(|(i, k)| pack(k, i)).collect();
         packed.sort_unstable();
         let order: Vec<u64> = packed.iter().map(|k| k & POS_MASK).collect();
         assert_eq!(order, vec![1, 2, 3, 0, 4]);
