@@ -298,7 +298,7 @@ pub fn generate(out: &Path, smoke: bool, revision: u32, lagging: u32) -> anyhow:
             let mut nets = Vec::new();
             if i < NETBLOCK_HOSTS {
                 nets.push(format!("100.{}.{}.0/18", 64 + i / 4, (i % 4) * 64));
-                if i % 4 == 0 {
+                if i.is_multiple_of(4) {
                     nets.push(format!("2001:db8:{i:x}::/48"));
                 }
             }

@@ -81,7 +81,7 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
 
     /// Persistent, pipelined connections to the server's socket, per worker.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub upstream_connections: usize,
 
     /// Bound on a request's whole wait (queue and server) before 503.
@@ -256,7 +256,7 @@ mod tests {
             ]
         );
         assert_eq!(config.request_timeout, Duration::from_millis(500));
-        assert_eq!(config.upstream_connections, 2);
+        assert_eq!(config.upstream_connections, 1);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(config.workers, cpus, "one worker per CPU unless told");
         assert_eq!(config.max_inflight, 1024);

@@ -51,7 +51,7 @@ impl Default for Config {
             max_inflight: 1024,
             max_queue: 8192,
             workers: 1,
-            upstream_connections: 2,
+            upstream_connections: 1,
             request_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),

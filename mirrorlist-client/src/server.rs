@@ -124,7 +124,8 @@ pub async fn run_workers(
         () = shutdown => {}
         Some((worker, result)) = done_rx.recv() => {
             // Workers end only when told to; one that ends early failed.
-            failure = Some(result.err().unwrap_or_else(|| anyhow::anyhow!("stopped")).context(format!("worker {worker}")));
+            let e = result.err().unwrap_or_else(|| anyhow::anyhow!("stopped on its own"));
+            failure = Some(e.context(format!("worker {worker}")));
         }
     }
     let _ = stop_tx.send(true);

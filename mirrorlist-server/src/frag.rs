@@ -13,6 +13,10 @@
 /// Pieces are copied this many bytes at a time.
 pub const CHUNK: usize = 32;
 
+/// A chunk of padding.
+const PADDING: &str = "                                ";
+const _: () = assert!(PADDING.len() == CHUNK);
+
 /// A piece of UTF-8 text and the readable bytes from its start on: at
 /// least its length rounded up to a whole [`CHUNK`].
 #[derive(Clone, Copy, Debug)]
@@ -44,7 +48,7 @@ impl<'a> Frag<'a> {
     pub fn pad(text: &str) -> String {
         let mut padded = String::with_capacity(text.len() + CHUNK);
         padded.push_str(text);
-        padded.extend(std::iter::repeat_n(' ', CHUNK));
+        padded.push_str(PADDING);
         padded
     }
 
@@ -98,21 +102,21 @@ impl Arena {
 
     /// Ends the arena: adds the padding and trims the buffers.
     pub fn finish(mut self) -> Arena {
-        self.bytes.extend_from_slice(&[b' '; CHUNK]);
+        self.bytes.extend_from_slice(PADDING.as_bytes());
         self.bytes.shrink_to_fit();
         self.spans.shrink_to_fit();
         self
     }
 
-    /// String `i`. Only on a finished arena (its padding is what makes the
-    /// chunks of the last string readable).
+    /// String `i`, if there is one. Only on a finished arena (its padding
+    /// is what makes the chunks of the last string readable).
     #[inline]
-    pub fn get(&self, i: u32) -> Frag<'_> {
-        let (start, len) = self.spans[i as usize];
-        Frag {
-            padded: &self.bytes[start as usize..],
+    pub fn get(&self, i: u32) -> Option<Frag<'_>> {
+        let &(start, len) = self.spans.get(i as usize)?;
+        Some(Frag {
+            padded: self.bytes.get(start as usize..)?,
             len: len as usize,
-        }
+        })
     }
 
     /// The length of the longest string.
@@ -134,8 +138,9 @@ mod tests {
         }
         let arena = arena.finish();
         assert_eq!(arena.longest(), 33);
+        assert!(arena.get(strings.len() as u32).is_none());
         for (i, s) in strings.iter().enumerate() {
-            let f = arena.get(i as u32);
+            let f = arena.get(i as u32).unwrap();
             assert_eq!(f.as_str(), *s);
             assert_eq!(f.chunks().len(), s.len().next_multiple_of(CHUNK));
             assert!(f.chunks().starts_with(s.as_bytes()));

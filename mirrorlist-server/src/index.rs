@@ -541,8 +541,8 @@ impl Index {
         &self.slots[self.directory(dir).hosts as usize]
     }
 
-    /// Host URL `u`.
-    pub fn url(&self, u: u32) -> Frag<'_> {
+    /// Host URL `u` (`None` only for an index out of range).
+    pub fn url(&self, u: u32) -> Option<Frag<'_>> {
         self.urls.get(u)
     }
 
@@ -553,7 +553,7 @@ impl Index {
 
     /// The opening of a metalink `<url>` element for host URL `u`, up to the
     /// preference value.
-    pub fn url_open(&self, u: u32) -> Frag<'_> {
+    pub fn url_open(&self, u: u32) -> Option<Frag<'_>> {
         self.url_open.get(u)
     }
 
@@ -571,7 +571,7 @@ impl Index {
     /// The rest of a metalink `<url>` element's opening for host URL `u`
     /// after the preference value and attributes: `">` and the URL,
     /// XML-escaped.
-    pub fn url_close(&self, u: u32) -> Frag<'_> {
+    pub fn url_close(&self, u: u32) -> Option<Frag<'_>> {
         self.url_close.get(u)
     }
 

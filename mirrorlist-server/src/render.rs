@@ -121,6 +121,7 @@ impl<'a> ChunkOut<'a> {
 }
 
 impl Out for ChunkOut<'_> {
+    #[inline]
     fn put(&mut self, s: &str) {
         match self.buf.get_mut(self.len..self.len + s.len()) {
             Some(dst) => {
@@ -131,6 +132,7 @@ impl Out for ChunkOut<'_> {
         }
     }
 
+    #[inline]
     fn put_byte(&mut self, b: u8) {
         debug_assert!(b.is_ascii());
         match self.buf.get_mut(self.len) {
@@ -144,15 +146,13 @@ impl Out for ChunkOut<'_> {
 
     #[inline]
     fn put_frag(&mut self, f: Frag<'_>) {
-        let mut src = f.chunks();
+        let src = f.chunks();
         match self.buf.get_mut(self.len..self.len + src.len()) {
-            Some(mut dst) => {
-                while let (Some((d, dst_rest)), Some((s, src_rest))) = (
-                    dst.split_first_chunk_mut::<CHUNK>(),
-                    src.split_first_chunk::<CHUNK>(),
-                ) {
+            Some(dst) => {
+                let (dst, _) = dst.as_chunks_mut::<CHUNK>();
+                let (src, _) = src.as_chunks::<CHUNK>();
+                for (d, s) in dst.iter_mut().zip(src) {
                     *d = *s;
-                    (dst, src) = (dst_rest, src_rest);
                 }
                 self.len += f.len();
             }
@@ -342,7 +342,7 @@ fn preferred<'a>(
         .iter()
         .copied()
         .find(|&u| allowed.contains(index.url_protocol(u)))?;
-    Some(index.url(u))
+    index.url(u)
 }
 
 /// Appends `n` (at most 100 here) without the formatting machinery, which
@@ -388,7 +388,6 @@ pub fn mirrorlist(
     }
     let padded = Frag::pad(&end);
     let end = Frag::new(&end, padded.as_bytes());
-    let urls = index.cache().host_urls.len();
     let mut rank = 0u32;
     for pick in &sel.picks {
         // Without `protocol=`, the URL was chosen when the cache was loaded.
@@ -397,8 +396,7 @@ pub fn mirrorlist(
                 .slots
                 .plain
                 .get(pick.slot as usize)
-                .filter(|&&u| (u as usize) < urls)
-                .map(|&u| index.url(u))
+                .and_then(|&u| index.url(u))
         } else {
             preferred(index, target, pick.slot, allowed)
         };
@@ -601,12 +599,15 @@ pub fn metalink(
             if !sel.protocols.contains(index.url_protocol(u)) {
                 continue;
             }
-            out.put_frag(index.url_open(u));
+            let (Some(open), Some(close)) = (index.url_open(u), index.url_close(u)) else {
+                continue;
+            };
+            out.put_frag(open);
             push_small(out, preference);
             if private {
                 out.put(PRIVATE_ATTR);
             }
-            out.put_frag(index.url_close(u));
+            out.put_frag(close);
             out.put_frag(end);
         }
         preference = preference.saturating_sub(1).max(1);
