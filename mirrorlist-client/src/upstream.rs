@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use std::os::fd::AsFd;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use mirrorlist_core::protocol::{self, BodyAt, Endpoint, Reply, Request};
 use mirrorlist_core::shm::{self, Lease, Region};
 use tokio::io::{AsyncWriteExt, Interest};
@@ -640,7 +640,8 @@ impl Conn {
                             self.rbuf.split_to(consumed).freeze().slice(range)
                         }
                         BodyAt::Shared(at) => {
-                            let _ = self.rbuf.split_to(consumed);
+                            // Nothing of the frame is kept: step over it.
+                            self.rbuf.advance(consumed);
                             let lease = self
                                 .region
                                 .as_ref()
