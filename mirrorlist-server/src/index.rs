@@ -28,7 +28,7 @@
 //! tables (a host or URL index past the end), so serving can index slices
 //! without a chance of panicking on a damaged cache.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,6 +38,7 @@ use mirrorlist_core::model::{
     Cache, Country, Directory, Families, FileEntry, HostIdx, HostSet, Protocol,
 };
 use prefix_trie::PrefixMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::frag::{Arena, Frag};
 use crate::query::ProtocolSet;
@@ -141,10 +142,10 @@ pub struct Index {
     cache: Cache,
     /// repo → (arch → directory). Two levels so that a lookup borrows the
     /// request's strings instead of building a key.
-    repos: HashMap<Box<str>, Vec<(Box<str>, u32)>>,
-    paths: HashMap<Box<str>, u32>,
-    redirects: HashMap<Box<str>, Box<str>>,
-    disabled: HashSet<Box<str>>,
+    repos: FxHashMap<Box<str>, Vec<(Box<str>, u32)>>,
+    paths: FxHashMap<Box<str>, u32>,
+    redirects: FxHashMap<Box<str>, Box<str>>,
+    disabled: FxHashSet<Box<str>>,
     host_netblocks: Netblocks<Vec<HostIdx>>,
     country_overrides: Netblocks<Country>,
     asn_hosts: HashMap<u32, Vec<HostIdx>>,
@@ -211,7 +212,10 @@ impl Index {
             set.sort_urls_by_key(|u| (urls[u as usize].protocol, u));
         }
 
-        let mut repos: HashMap<Box<str>, Vec<(Box<str>, u32)>> = HashMap::new();
+        // FxHash rather than SipHash, per request: the keys come from the
+        // cache, so a client's string can only miss or hit, not crowd a
+        // bucket.
+        let mut repos: FxHashMap<Box<str>, Vec<(Box<str>, u32)>> = FxHashMap::default();
         for r in &cache.repos {
             repos
                 .entry(r.name.as_str().into())
@@ -223,7 +227,7 @@ impl Index {
             .iter()
             .enumerate()
             .map(|(i, d)| (d.path.as_str().into(), i as u32))
-            .collect::<HashMap<Box<str>, u32>>();
+            .collect::<FxHashMap<Box<str>, u32>>();
         let redirects = cache
             .repo_redirects
             .iter()
