@@ -393,7 +393,9 @@ fn resolve_repo<'a>(
 
 /// Renders a body of at most `capacity` bytes straight into a free block
 /// of `ring` (no copy afterwards); `None` when there is no ring, the body
-/// is small, or no block is free, and then nothing was rendered.
+/// is small or no block is free (then nothing was rendered), or the body
+/// outgrew its bound (a bug the debug assertion catches): the caller then
+/// renders it into the frame.
 fn in_region(
     ring: Option<&mut Ring>,
     capacity: usize,

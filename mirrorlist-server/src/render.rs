@@ -113,11 +113,6 @@ impl<'a> ChunkOut<'a> {
     pub fn finish(self) -> Option<usize> {
         (!self.overflowed).then_some(self.len)
     }
-
-    /// What was written so far.
-    pub fn written(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
 }
 
 impl Out for ChunkOut<'_> {
@@ -649,6 +644,28 @@ mod tests {
         assert_eq!(http_date(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 GMT");
         // 2100 is not a leap year.
         assert_eq!(http_date(4_107_542_400), "Mon, 01 Mar 2100 00:00:00 GMT");
+    }
+
+    #[test]
+    fn chunked_output_fits_or_says_it_did_not() {
+        let padded = Frag::pad("https://m.example/pub");
+        let url = Frag::new("https://m.example/pub", padded.as_bytes());
+        // Room for the text but not a whole chunk past it: copied exactly.
+        let mut buf = [0u8; 26];
+        let mut out = ChunkOut::new(&mut buf);
+        out.put_frag(url);
+        out.put_byte(b'/');
+        out.put("os\n");
+        assert_eq!(out.finish(), Some(25));
+        assert_eq!(&buf[..25], b"https://m.example/pub/os\n");
+        // No room: nothing is claimed.
+        let mut small = [0u8; 8];
+        let mut out = ChunkOut::new(&mut small);
+        out.put_frag(url);
+        assert_eq!(out.finish(), None);
+        let mut out = ChunkOut::new(&mut small);
+        out.put("123456789");
+        assert_eq!(out.finish(), None);
     }
 
     #[test]
