@@ -275,39 +275,21 @@ mod tests {
             cli.serve.into_config(),
             Err(UsageError::Missing("--listen"))
         ));
-        let cli = parse(&[
-            "--socket",
-            "/s",
-            "--listen",
-            "127.0.0.1:1",
-            "--upstream-connections",
-            "0",
-        ])
-        .unwrap();
-        assert!(cli.serve.into_config().is_err());
-        let cli = parse(&[
-            "--socket",
-            "/s",
-            "--listen",
-            "127.0.0.1:1",
-            "--workers",
-            "0",
-        ])
-        .unwrap();
+        // The required flags, then `extra`.
+        let with = |extra: &[&str]| {
+            let mut args = vec!["--socket", "/s", "--listen", "127.0.0.1:1"];
+            args.extend_from_slice(extra);
+            parse(&args).unwrap().serve.into_config()
+        };
         assert!(matches!(
-            cli.serve.into_config(),
+            with(&["--upstream-connections", "0"]),
+            Err(UsageError::Zero("--upstream-connections"))
+        ));
+        assert!(matches!(
+            with(&["--workers", "0"]),
             Err(UsageError::Zero("--workers"))
         ));
-        let cli = parse(&[
-            "--socket",
-            "/s",
-            "--listen",
-            "127.0.0.1:1",
-            "--workers",
-            "3",
-        ])
-        .unwrap();
-        assert_eq!(cli.serve.into_config().unwrap().workers, 3);
+        assert_eq!(with(&["--workers", "3"]).unwrap().workers, 3);
         assert!(parse(&["--request-timeout", "0"]).is_err());
         assert!(parse(&["--request-timeout", "-1"]).is_err());
         assert!(parse(&["--trusted-proxy", "not-a-net"]).is_err());
