@@ -102,6 +102,34 @@ pub struct Request {
     pub query: Vec<(String, String)>,
 }
 
+/// A [`Request`] decoded without copies: its strings borrow the frame
+/// (the same encoding; what the server decodes every request into).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct RequestRef<'a> {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The client's address, as in [`Request::client_ip`].
+    pub client_ip: Option<IpAddr>,
+    /// Decoded query parameters, in the order the client sent them.
+    #[serde(borrow)]
+    pub query: Vec<(&'a str, &'a str)>,
+}
+
+impl Request {
+    /// The request as a [`RequestRef`] borrowing it.
+    pub fn as_request_ref(&self) -> RequestRef<'_> {
+        RequestRef {
+            endpoint: self.endpoint,
+            client_ip: self.client_ip,
+            query: self
+                .query
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        }
+    }
+}
+
 /// The server's answer, ready to be sent as HTTP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -404,6 +432,12 @@ pub fn decode_request(frame: &RawFrame<'_>) -> Result<Request, FrameError> {
     Ok(codec::decode(frame.payload)?)
 }
 
+/// [`decode_request`] without copies: the strings borrow the frame.
+pub fn decode_request_ref<'a>(frame: &RawFrame<'a>) -> Result<RequestRef<'a>, FrameError> {
+    check_version(frame)?;
+    Ok(codec::decode_borrowed(frame.payload)?)
+}
+
 /// Decodes a reply frame's payload, checking its version.
 pub fn decode_reply(frame: &RawFrame<'_>) -> Result<Reply, FrameError> {
     let head = decode_reply_head(frame)?;
@@ -477,6 +511,7 @@ mod tests {
         let f1 = parse_frame(&buf).unwrap().unwrap();
         assert_eq!(f1.id, 1);
         assert_eq!(decode_request(&f1).unwrap(), req());
+        assert_eq!(decode_request_ref(&f1).unwrap(), req().as_request_ref());
         let rest = &buf[f1.consumed..];
         let f2 = parse_frame(rest).unwrap().unwrap();
         assert_eq!(f2.id, 2);

@@ -26,7 +26,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use mirrorlist_core::model::{Country, FileEntry};
-use mirrorlist_core::protocol::{Endpoint, Reply, Request, SharedBody};
+use mirrorlist_core::protocol::{Endpoint, Reply, Request, RequestRef, SharedBody};
 use mirrorlist_core::shm::Ring;
 use rand::rngs::SmallRng;
 
@@ -183,7 +183,7 @@ pub fn handle<'r>(
     rng: &mut SmallRng,
 ) -> (Reply, Option<AccessRecord<'r>>) {
     let mut body = Vec::new();
-    let (answer, record) = handle_into(state, req, rng, &mut body, None);
+    let (answer, record) = handle_into(state, &req.as_request_ref(), rng, &mut body, None);
     let reply = Reply {
         status: answer.status,
         content_type: answer.content_type.to_owned(),
@@ -199,7 +199,7 @@ pub fn handle<'r>(
 /// headers. Pure: no I/O. `rng` drives the shuffle.
 pub fn handle_into<'r>(
     state: &State,
-    req: &'r Request,
+    req: &RequestRef<'r>,
     rng: &mut SmallRng,
     out: &mut Vec<u8>,
     ring: Option<&mut Ring>,
@@ -598,10 +598,16 @@ mod tests {
                     let r = req(endpoint, ip, q);
                     let mut framed = Vec::new();
                     let mut rng = SmallRng::seed_from_u64(9);
-                    let (a, _) = handle_into(&s, &r, &mut rng, &mut framed, None);
+                    let (a, _) = handle_into(&s, &r.as_request_ref(), &mut rng, &mut framed, None);
                     let mut rest = Vec::new();
                     let mut rng = SmallRng::seed_from_u64(9);
-                    let (b, _) = handle_into(&s, &r, &mut rng, &mut rest, Some(&mut ring));
+                    let (b, _) = handle_into(
+                        &s,
+                        &r.as_request_ref(),
+                        &mut rng,
+                        &mut rest,
+                        Some(&mut ring),
+                    );
                     assert_eq!((a.status, a.content_type), (b.status, b.content_type));
                     assert_eq!(a.shared, None);
                     match b.shared {
@@ -676,7 +682,7 @@ mod tests {
             let (reply, _) = call(&s, ask);
             let mut out = b"earlier bytes".to_vec();
             let mut rng = SmallRng::seed_from_u64(42);
-            let (answer, _) = handle_into(&s, ask, &mut rng, &mut out, None);
+            let (answer, _) = handle_into(&s, &ask.as_request_ref(), &mut rng, &mut out, None);
             assert_eq!(&out[..13], b"earlier bytes", "{ask:?}");
             assert_eq!(&out[13..], &reply.body[..], "{ask:?}");
             assert_eq!(answer.status, reply.status, "{ask:?}");

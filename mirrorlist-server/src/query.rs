@@ -142,7 +142,7 @@ fn flag(value: &str) -> bool {
 
 impl<'a> Query<'a> {
     /// Gives meaning to the decoded `name=value` pairs of a request.
-    pub fn parse(pairs: &'a [(String, String)]) -> Query<'a> {
+    pub fn parse(pairs: &[(&'a str, &'a str)]) -> Query<'a> {
         let mut repo = None;
         let mut version = None;
         let mut arch = None;
@@ -161,9 +161,8 @@ impl<'a> Query<'a> {
             priority: false,
             countme: None,
         };
-        for (name, value) in pairs {
-            let value = value.as_str();
-            match name.as_str() {
+        for &(name, value) in pairs {
+            match name {
                 "repo" => repo = Some(value),
                 "arch" => arch = Some(value),
                 "version" => version = Some(value),
@@ -230,10 +229,8 @@ fn parse_protocols(value: &str) -> Option<ProtocolSet> {
 mod tests {
     use super::*;
 
-    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+    fn pairs<'a>(q: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        q.to_vec()
     }
 
     #[test]

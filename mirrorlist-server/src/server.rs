@@ -467,7 +467,7 @@ fn answer_frames(
         offset += frame.consumed;
         let first = conn.frames == 0;
         conn.frames += 1;
-        match protocol::decode_request(&frame) {
+        match protocol::decode_request_ref(&frame) {
             Ok(req) if req.endpoint == Endpoint::Attach => {
                 let (reply, fd) = attach(shared.shm_size, first, conn);
                 protocol::encode_reply(frame.id, &reply, wbuf);

@@ -332,6 +332,29 @@ fn other_protocol_versions_get_an_error_reply_not_a_hang() {
 }
 
 #[test]
+fn a_request_string_that_is_not_utf8_gets_400_and_the_connection_goes_on() {
+    // The server decodes requests borrowing the frame's bytes as strings:
+    // they must still be checked.
+    let mut server = start();
+    let mut c = server.connect();
+    let mut req = mirrorlist();
+    req.query.push(("note".into(), "zz".into()));
+    let mut frame = Vec::new();
+    protocol::encode_request(9, &req, &mut frame);
+    let at = frame
+        .windows(2)
+        .rposition(|w| w == b"zz")
+        .expect("the value");
+    frame[at] = 0xff;
+    use std::io::Write;
+    c.stream().write_all(&frame).unwrap();
+    let (id, reply) = c.recv().unwrap();
+    assert_eq!((id, reply.status), (9, 400));
+    server.proc.wait_for("bad request frame");
+    assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
+}
+
+#[test]
 fn a_live_socket_is_not_stolen_and_a_stale_one_is_replaced() {
     let server = start();
     let mut second = Proc::spawn(command(server.dir.path()));
