@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 
 use hyper::{Method, Response, Uri};
-use mirrorlist_core::protocol::{self, Endpoint, Reply, Request};
+use mirrorlist_core::protocol::{self, EncodedRequest, Endpoint, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -64,19 +64,11 @@ pub async fn ask(config: &AskConfig) -> Result<Response<Body>, AskError> {
     let response = match http::route(&method, &uri) {
         Err(refusal) => refusal.response(),
         Ok(Route::Health) => {
-            let ping = Request {
-                endpoint: Endpoint::Ping,
-                client_ip: None,
-                query: Vec::new(),
-            };
+            let ping = EncodedRequest::new::<&str, &str>(Endpoint::Ping, None, &[]);
             http::health(Ok(exchange(config, &ping).await?.into()), http::unix_now())
         }
         Ok(Route::Forward { endpoint, query }) => {
-            let request = Request {
-                endpoint,
-                client_ip: config.ip,
-                query,
-            };
+            let request = EncodedRequest::new(endpoint, config.ip, &query);
             let reply = exchange(config, &request).await?;
             http::from_reply(reply.into()).map_err(|e| AskError::Protocol(e.to_string()))?
         }
@@ -89,7 +81,7 @@ pub async fn ask(config: &AskConfig) -> Result<Response<Body>, AskError> {
 }
 
 /// One request, one reply, on a connection of its own.
-async fn exchange(config: &AskConfig, request: &Request) -> Result<Reply, AskError> {
+async fn exchange(config: &AskConfig, request: &EncodedRequest) -> Result<Reply, AskError> {
     let unreachable = |source: io::Error| AskError::Unreachable {
         path: config.socket.display().to_string(),
         source,
@@ -105,7 +97,7 @@ async fn exchange(config: &AskConfig, request: &Request) -> Result<Reply, AskErr
             .await
             .map_err(unreachable)?;
         let mut frame = Vec::new();
-        protocol::encode_request(1, request, &mut frame);
+        request.frame_into(1, &mut frame);
         stream.write_all(&frame).await.map_err(unreachable)?;
         let mut buf = Vec::with_capacity(64 * 1024);
         loop {

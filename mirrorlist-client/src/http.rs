@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request as HttpRequest, Response, StatusCode, Uri};
-use mirrorlist_core::protocol::{Endpoint, Request};
+use mirrorlist_core::protocol::{EncodedRequest, Endpoint};
 
 use crate::forwarded;
 use crate::query;
@@ -41,13 +41,14 @@ pub const MAX_URI_LEN: usize = 8 * 1024;
 
 /// What a request asks for, once it has passed the local checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub enum Route<'a> {
     /// Forward to the server.
     Forward {
         /// `/mirrorlist` or `/metalink`.
         endpoint: Endpoint,
-        /// The decoded query, in order.
-        query: Vec<(String, String)>,
+        /// The decoded query, in order, borrowing the URI where nothing
+        /// needed decoding.
+        query: query::Pairs<'a>,
     },
     /// `/health`: ping the server.
     Health,
@@ -71,11 +72,7 @@ pub async fn handle<B>(req: HttpRequest<B>, peer: SocketAddr, state: &State) -> 
     let response = match route(req.method(), req.uri()) {
         Err(refusal) => refusal.response(),
         Ok(Route::Health) => {
-            let ping = Request {
-                endpoint: Endpoint::Ping,
-                client_ip: None,
-                query: Vec::new(),
-            };
+            let ping = EncodedRequest::new::<&str, &str>(Endpoint::Ping, None, &[]);
             let answer = state
                 .upstream
                 .call_unlimited(ping, state.health_timeout)
@@ -84,11 +81,7 @@ pub async fn handle<B>(req: HttpRequest<B>, peer: SocketAddr, state: &State) -> 
         }
         Ok(Route::Forward { endpoint, query }) => {
             let client_ip = forwarded::client_ip(peer.ip(), req.headers(), &state.trusted_proxies);
-            let request = Request {
-                endpoint,
-                client_ip,
-                query,
-            };
+            let request = EncodedRequest::new(endpoint, client_ip, &query);
             from_upstream(state.upstream.call(request).await)
         }
     };
@@ -143,7 +136,7 @@ impl Refusal {
 }
 
 /// The local checks, in order: target length, path, method, query.
-pub fn route(method: &Method, uri: &Uri) -> Result<Route, Refusal> {
+pub fn route<'a>(method: &Method, uri: &'a Uri) -> Result<Route<'a>, Refusal> {
     let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > MAX_URI_LEN {
         return Err(Refusal::TooLong(target_len));

@@ -43,17 +43,22 @@ impl fmt::Display for Part {
     }
 }
 
+/// Decoded query pairs, in order; each part borrows the raw query where
+/// it needed no decoding.
+pub type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
 /// Decodes a raw query string (without the `?`) into pairs, in order.
 ///
 /// Empty values are kept (`country=` is meaningful) and a key without `=`
 /// has an empty value; empty segments (`a=1&&b=2`, a trailing `&`) carry
-/// nothing and are skipped.
-pub fn decode(query: &str) -> Result<Vec<(String, String)>, QueryError> {
+/// nothing and are skipped. A component with nothing to decode (nearly
+/// all of dnf's) borrows from `query`.
+pub fn decode(query: &str) -> Result<Pairs<'_>, QueryError> {
     let mut pairs = Vec::new();
     for segment in query.split('&').filter(|s| !s.is_empty()) {
         let (raw_key, raw_value) = segment.split_once('=').unwrap_or((segment, ""));
         let key = decode_component(raw_key).map_err(|e| e.at(Part::Key(raw_key.to_owned())))?;
-        let value = decode_component(raw_value).map_err(|e| e.at(Part::Value(key.clone())))?;
+        let value = decode_component(raw_value).map_err(|e| e.at(Part::Value(key.to_string())))?;
         pairs.push((key, value));
     }
     Ok(pairs)
@@ -74,8 +79,11 @@ impl ComponentError {
     }
 }
 
-fn decode_component(raw: &str) -> Result<String, ComponentError> {
+fn decode_component(raw: &str) -> Result<Cow<'_, str>, ComponentError> {
     let bytes = raw.as_bytes();
+    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+        return Ok(Cow::Borrowed(raw));
+    }
     // `percent_decode` leaves a malformed escape as it is; check first so
     // "%zz" or a truncated "%4" is an error rather than a literal.
     let mut i = 0;
@@ -101,16 +109,16 @@ fn decode_component(raw: &str) -> Result<String, ComponentError> {
     let decoded = percent_decode(&plus_free)
         .decode_utf8()
         .map_err(|_| ComponentError::NotUtf8)?;
-    Ok(decoded.into_owned())
+    Ok(Cow::Owned(decoded.into_owned()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn pairs(list: &[(&'static str, &'static str)]) -> Pairs<'static> {
         list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|&(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
             .collect()
     }
 
@@ -120,6 +128,14 @@ mod tests {
             decode("repo=fedora-42&arch=x86_64&countme=1").unwrap(),
             pairs(&[("repo", "fedora-42"), ("arch", "x86_64"), ("countme", "1")])
         );
+        // Nothing to decode: borrowed; an escape or a plus: decoded.
+        let decoded = decode("repo=f&q=a+b&p=%2F").unwrap();
+        assert!(matches!(
+            decoded[0],
+            (Cow::Borrowed("repo"), Cow::Borrowed("f"))
+        ));
+        assert!(matches!(decoded[1].1, Cow::Owned(_)));
+        assert!(matches!(decoded[2].1, Cow::Owned(_)));
     }
 
     #[test]

@@ -52,7 +52,7 @@ use std::time::Duration;
 use std::os::fd::AsFd;
 
 use bytes::{Buf, Bytes, BytesMut};
-use mirrorlist_core::protocol::{self, BodyAt, Endpoint, Reply, Request};
+use mirrorlist_core::protocol::{self, BodyAt, EncodedRequest, Endpoint, Reply, Request};
 use mirrorlist_core::shm::{self, Lease, Region};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
@@ -129,7 +129,7 @@ type ReplyTx = oneshot::Sender<Result<Answer, UpstreamError>>;
 /// A request on its way to a connection task.
 #[derive(Debug)]
 struct Job {
-    request: Request,
+    request: EncodedRequest,
     reply: ReplyTx,
 }
 
@@ -263,7 +263,7 @@ impl Upstream {
     /// Forwards a request and waits for its reply, within the admission
     /// limits and the request timeout (which covers the queue too, so no
     /// client waits longer than that in total).
-    pub async fn call(&self, request: Request) -> Result<Answer, UpstreamError> {
+    pub async fn call(&self, request: EncodedRequest) -> Result<Answer, UpstreamError> {
         // Fail fast before queueing: a request admitted while the server is
         // down would only wait to be refused.
         self.pick()?;
@@ -283,7 +283,7 @@ impl Upstream {
     /// sees a busy backend as dead moves the burst onto the others).
     pub async fn call_unlimited(
         &self,
-        request: Request,
+        request: EncodedRequest,
         timeout: Duration,
     ) -> Result<Answer, UpstreamError> {
         match tokio::time::timeout(timeout, self.send(request)).await {
@@ -321,7 +321,7 @@ impl Upstream {
         ms.div_ceil(1000).max(1)
     }
 
-    async fn send(&self, request: Request) -> Result<Answer, UpstreamError> {
+    async fn send(&self, request: EncodedRequest) -> Result<Answer, UpstreamError> {
         let slot = self.pick()?;
         let Some(tx) = slot.sender() else {
             return Err(UpstreamError::Unavailable {
@@ -565,7 +565,7 @@ impl Conn {
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        protocol::encode_request(id, &job.request, &mut self.wbuf);
+        job.request.frame_into(id, &mut self.wbuf);
         self.pending.push_back(Pending {
             id,
             reply: job.reply,

@@ -306,6 +306,66 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
     encode_frame(id, req, out);
 }
 
+/// A request's payload, encoded before its frame: the front end encodes it
+/// on the handler's task straight from the borrowed query pairs (no owned
+/// string per pair), and the connection task, which alone knows the id,
+/// only frames it. The same bytes as [`encode_request`] writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedRequest(Vec<u8>);
+
+/// [`Request`]'s fields as serde sees them, the query as any pairs of
+/// strings: serialized exactly as a `Request` is.
+#[derive(Serialize)]
+#[serde(bound(serialize = "K: AsRef<str>, V: AsRef<str>"))]
+struct RequestParts<'a, K, V> {
+    endpoint: Endpoint,
+    client_ip: Option<IpAddr>,
+    query: Pairs<'a, K, V>,
+}
+
+/// Query pairs serialized as a sequence of `(&str, &str)`, as
+/// `Vec<(String, String)>` is.
+struct Pairs<'a, K, V>(&'a [(K, V)]);
+
+impl<K: AsRef<str>, V: AsRef<str>> Serialize for Pairs<'_, K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+    }
+}
+
+impl EncodedRequest {
+    /// Encodes a request from its parts.
+    pub fn new<K: AsRef<str>, V: AsRef<str>>(
+        endpoint: Endpoint,
+        client_ip: Option<IpAddr>,
+        query: &[(K, V)],
+    ) -> EncodedRequest {
+        let parts = RequestParts {
+            endpoint,
+            client_ip,
+            query: Pairs(query),
+        };
+        let mut payload = Vec::with_capacity(64);
+        codec::encode_into(&parts, &mut payload);
+        EncodedRequest(payload)
+    }
+
+    /// Appends the request's frame, with id `id`, to `out`.
+    pub fn frame_into(&self, id: u32, out: &mut Vec<u8>) {
+        let len = (FRAME_HEADER_LEN - 4 + self.0.len()) as u32;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&self.0);
+    }
+}
+
+impl From<&Request> for EncodedRequest {
+    fn from(req: &Request) -> EncodedRequest {
+        EncodedRequest::new(req.endpoint, req.client_ip, &req.query)
+    }
+}
+
 /// Where a reply being written into a buffer starts; see [`begin_reply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "a begun reply must be finished with `finish_reply`"]
@@ -516,6 +576,40 @@ mod tests {
         let f2 = parse_frame(rest).unwrap().unwrap();
         assert_eq!(f2.id, 2);
         assert_eq!(f2.consumed, rest.len());
+    }
+
+    #[test]
+    fn requests_encoded_ahead_frame_as_encode_request_does() {
+        let mut want = Vec::new();
+        let mut got = Vec::new();
+        for r in [
+            req(),
+            Request {
+                endpoint: Endpoint::Metalink,
+                client_ip: Some("2001:db8::1".parse().unwrap()),
+                query: vec![("path".into(), "pub/f\u{e9}dora/a b".into())],
+            },
+            Request {
+                endpoint: Endpoint::Ping,
+                client_ip: None,
+                query: Vec::new(),
+            },
+        ] {
+            encode_request(7, &r, &mut want);
+            EncodedRequest::from(&r).frame_into(7, &mut got);
+            // Borrowed pairs of another string type encode the same.
+            let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = r
+                .query
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.into()))
+                .collect();
+            let mut one = Vec::new();
+            EncodedRequest::new(r.endpoint, r.client_ip, &pairs).frame_into(7, &mut one);
+            let frame = parse_frame(&one).unwrap().unwrap();
+            assert_eq!((frame.id, frame.consumed), (7, one.len()));
+            assert_eq!(decode_request(&frame).unwrap(), r);
+        }
+        assert_eq!(got, want);
     }
 
     #[test]
