@@ -4,21 +4,36 @@
 //! `<url …>` openings of metalinks) appended one after another; copying
 //! each with `memcpy` costs a call and its size dispatch per piece, which
 //! measured as the largest item of the server's profile. An [`Arena`]
-//! keeps its strings back to back with [`CHUNK`] bytes of padding after
-//! the last, so any of them can be read as a whole number of chunks (the
-//! bytes past its end belong to the next string or the padding), and
-//! [`ChunkOut`](crate::render::ChunkOut) writes them with fixed-size
-//! moves, overwriting the bytes past the end with the next piece.
+//! keeps its strings back to back with [`SPAN`] bytes of padding after
+//! the last, so any of them can be read as a whole number of chunks, and
+//! as at least one span (the bytes past its end belong to the next string
+//! or the padding), and [`ChunkOut`](crate::render::ChunkOut) writes them
+//! with fixed-size moves, overwriting the bytes past the end with the next
+//! piece.
 
 /// Pieces are copied this many bytes at a time.
 pub const CHUNK: usize = 32;
 
-/// A chunk of padding.
-const PADDING: &str = "                                ";
-const _: () = assert!(PADDING.len() == CHUNK);
+/// Every piece can be read as at least this many bytes. Nearly all host
+/// URLs and path tails are shorter, so one fixed move of a span copies
+/// them whole, with no loop to count chunks; output buffers keep this much
+/// room past their end for the overrun.
+pub const SPAN: usize = 2 * CHUNK;
+
+/// A span of padding.
+const PADDING: &str = "                                                                ";
+const _: () = assert!(PADDING.len() == SPAN);
+
+/// The bytes readable from the start of a piece of `len` bytes: its
+/// length rounded up to whole chunks, and at least a span.
+#[inline]
+fn readable(len: usize) -> usize {
+    len.next_multiple_of(CHUNK).max(SPAN)
+}
 
 /// A piece of UTF-8 text and the readable bytes from its start on: at
-/// least its length rounded up to a whole [`CHUNK`].
+/// least its length rounded up to a whole [`CHUNK`], and at least a
+/// [`SPAN`].
 #[derive(Clone, Copy, Debug)]
 pub struct Frag<'a> {
     padded: &'a [u8],
@@ -34,8 +49,7 @@ impl<'a> Frag<'a> {
     /// When `padded` does not start with `text` or is too short.
     pub fn new(text: &'a str, padded: &'a [u8]) -> Frag<'a> {
         assert!(
-            padded.len() >= text.len().next_multiple_of(CHUNK)
-                && padded.starts_with(text.as_bytes()),
+            padded.len() >= readable(text.len()) && padded.starts_with(text.as_bytes()),
             "a fragment's padding must follow its text"
         );
         Frag {
@@ -46,7 +60,7 @@ impl<'a> Frag<'a> {
 
     /// `text` followed by a chunk of padding, for [`Frag::new`].
     pub fn pad(text: &str) -> String {
-        let mut padded = String::with_capacity(text.len() + CHUNK);
+        let mut padded = String::with_capacity(text.len() + SPAN);
         padded.push_str(text);
         padded.push_str(PADDING);
         padded
@@ -75,14 +89,14 @@ impl<'a> Frag<'a> {
     }
 
     /// The text's bytes and what follows them, the length rounded up to
-    /// whole chunks.
+    /// whole chunks and to at least a span.
     #[inline]
     pub fn chunks(&self) -> &'a [u8] {
-        &self.padded[..self.len.next_multiple_of(CHUNK)]
+        &self.padded[..readable(self.len)]
     }
 }
 
-/// Strings back to back in one buffer, with a chunk of padding at the end.
+/// Strings back to back in one buffer, with a span of padding at the end.
 /// Pieces are cut at the strings' own boundaries, so each is UTF-8.
 #[derive(Debug, Default)]
 pub struct Arena {
@@ -132,17 +146,26 @@ mod tests {
     #[test]
     fn every_string_is_readable_in_whole_chunks() {
         let mut arena = Arena::default();
-        let strings = ["", "a", &"b".repeat(31), &"c".repeat(32), &"d".repeat(33)];
+        let strings = [
+            "",
+            "a",
+            &"b".repeat(31),
+            &"c".repeat(32),
+            &"d".repeat(33),
+            &"e".repeat(64),
+            &"f".repeat(65),
+        ];
         for s in strings {
             arena.push(s);
         }
         let arena = arena.finish();
-        assert_eq!(arena.longest(), 33);
+        assert_eq!(arena.longest(), 65);
         assert!(arena.get(strings.len() as u32).is_none());
         for (i, s) in strings.iter().enumerate() {
             let f = arena.get(i as u32).unwrap();
             assert_eq!(f.as_str(), *s);
-            assert_eq!(f.chunks().len(), s.len().next_multiple_of(CHUNK));
+            let want = s.len().next_multiple_of(CHUNK).max(SPAN);
+            assert_eq!(f.chunks().len(), want);
             assert!(f.chunks().starts_with(s.as_bytes()));
         }
     }
@@ -151,7 +174,7 @@ mod tests {
     fn fragments_of_their_own() {
         let padded = Frag::pad("/os/\n");
         let f = Frag::new("/os/\n", padded.as_bytes());
-        assert_eq!(f.chunks().len(), CHUNK);
+        assert_eq!(f.chunks().len(), SPAN);
         assert_eq!(f.as_str(), "/os/\n");
     }
 

@@ -563,7 +563,8 @@ mod tests {
         use mirrorlist_core::shm::{Lease, Region};
         use std::os::fd::AsFd;
         // Enough hosts for lists over SHARED_MIN_BODY, with URLs of every
-        // length around the chunk size (and some to escape in metalinks).
+        // length around the chunk and span sizes (and some to escape in
+        // metalinks).
         let mut w = world();
         for i in 0..70 {
             let cc = ["DE", "AT", "FR"][i % 3];

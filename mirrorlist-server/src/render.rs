@@ -33,7 +33,7 @@
 
 use mirrorlist_core::model::{Directory, FileDetails, FileEntry, HostSet, Protocol};
 
-use crate::frag::{Frag, CHUNK};
+use crate::frag::{Frag, CHUNK, SPAN};
 use crate::index::{DirSlots, Index, PRIVATE};
 use crate::query::ProtocolSet;
 use crate::select::{Note, Selection};
@@ -144,6 +144,11 @@ impl Out for ChunkOut<'_> {
         let src = f.chunks();
         match self.buf.get_mut(self.len..self.len + src.len()) {
             Some(dst) => {
+                // The first span in one fixed-size move (most pieces end
+                // in it), then whole chunks.
+                let (head, dst) = dst.split_at_mut(SPAN);
+                let (first, src) = src.split_at(SPAN);
+                head.copy_from_slice(first);
                 let (dst, _) = dst.as_chunks_mut::<CHUNK>();
                 let (src, _) = src.as_chunks::<CHUNK>();
                 for (d, s) in dst.iter_mut().zip(src) {
@@ -410,7 +415,7 @@ pub fn mirrorlist(
 }
 
 /// An upper bound of the size of [`mirrorlist`]'s answer for these
-/// arguments (every line counted with the longest host URL), plus a chunk
+/// arguments (every line counted with the longest host URL), plus a span
 /// of room for [`ChunkOut`].
 pub fn mirrorlist_capacity(
     index: &Index,
@@ -434,7 +439,7 @@ pub fn mirrorlist_capacity(
     } else {
         1
     };
-    head + notes + time + 1 + sel.picks.len() * (index.url_max() + tail + end) + CHUNK
+    head + notes + time + 1 + sel.picks.len() * (index.url_max() + tail + end) + SPAN
 }
 
 /// The redirect target: the first selected host's https (else http) URL.
@@ -553,7 +558,7 @@ pub fn metalink_capacity(
         .iter()
         .map(|p| target.hosts.urls(p.slot as usize).len())
         .sum();
-    n + urls * line + CHUNK
+    n + urls * line + SPAN
 }
 
 /// The metalink for `file` (found in the cache's file details) with the
@@ -656,6 +661,14 @@ mod tests {
         out.put_frag(url);
         out.put_byte(b'/');
         out.put("os\n");
+        assert_eq!(out.finish(), Some(25));
+        assert_eq!(&buf[..25], b"https://m.example/pub/os\n");
+        // Room for a whole span: copied in one move, the overrun past the
+        // text overwritten by what follows.
+        let mut buf = [0u8; SPAN + 4];
+        let mut out = ChunkOut::new(&mut buf);
+        out.put_frag(url);
+        out.put("/os\n");
         assert_eq!(out.finish(), Some(25));
         assert_eq!(&buf[..25], b"https://m.example/pub/os\n");
         // No room: nothing is claimed.
