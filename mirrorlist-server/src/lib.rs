@@ -10,6 +10,7 @@
 //! - [`query`]: the request's parameters, parsed and checked.
 //! - [`select`]: the tiers (netblock, ASN, country, continent, global) and
 //!   the bandwidth-weighted shuffle.
+//! - [`exp`]: the shuffle's Exp(1) draws (a ziggurat of our own).
 //! - [`render`]: the plain list, the Metalink document, redirects, errors.
 //! - [`frag`]: the index's URL pieces, kept so rendering copies them in
 //!   whole chunks.
@@ -33,6 +34,7 @@ pub mod accesslog;
 pub mod app;
 pub mod asn;
 pub mod config;
+pub mod exp;
 pub mod frag;
 pub mod geo;
 pub mod handler;

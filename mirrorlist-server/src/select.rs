@@ -57,10 +57,9 @@ use std::net::IpAddr;
 
 use mirrorlist_core::model::{Country, HostIdx, HostSet};
 use rand::rngs::SmallRng;
-use rand::Rng;
-use rand_distr::Exp1;
 
 use crate::asn::AsnTable;
+use crate::exp::{self, Ziggurat};
 use crate::geo::{geo_address, GeoLookup};
 use crate::index::{DirSlots, Index, NO_IPV4, NO_IPV6, PRIVATE, RESTRICTED};
 use crate::query::{Place, ProtocolSet};
@@ -207,6 +206,8 @@ struct Ctx<'a> {
     mask: ProtocolSet,
     /// The host flag that rules a host out for this client's family.
     wrong_family: u8,
+    /// The Exp(1) tables, fetched once per request rather than per host.
+    exp: &'static Ziggurat,
 }
 
 impl Ctx<'_> {
@@ -263,7 +264,7 @@ impl Ctx<'_> {
                 // An Exp(1) variate (ziggurat: no logarithm in the common
                 // case) scaled by 1/bandwidth is Exp(bandwidth): finite
                 // and >= 0.
-                let e: f64 = rng.sample(Exp1);
+                let e = self.exp.sample(rng);
                 let key = e * self.index.inv_bandwidth(h);
                 out.tier_keys.push(pack(key, slot));
             }
@@ -375,6 +376,7 @@ fn run(
             Some(IpAddr::V6(_)) => NO_IPV6,
             None => 0,
         },
+        exp: exp::ziggurat(),
     };
 
     if params.netblock && params.places.is_none() {
