@@ -64,7 +64,7 @@ pub async fn ask(config: &AskConfig) -> Result<Response<Body>, AskError> {
     let response = match http::route(&method, &uri) {
         Err(refusal) => refusal.response(),
         Ok(Route::Health) => {
-            let ping = EncodedRequest::new::<&str, &str>(Endpoint::Ping, None, &[]);
+            let ping = EncodedRequest::without_query(Endpoint::Ping);
             http::health(Ok(exchange(config, &ping).await?.into()), http::unix_now())
         }
         Ok(Route::Forward { endpoint, query }) => {

@@ -72,7 +72,7 @@ pub async fn handle<B>(req: HttpRequest<B>, peer: SocketAddr, state: &State) -> 
     let response = match route(req.method(), req.uri()) {
         Err(refusal) => refusal.response(),
         Ok(Route::Health) => {
-            let ping = EncodedRequest::new::<&str, &str>(Endpoint::Ping, None, &[]);
+            let ping = EncodedRequest::without_query(Endpoint::Ping);
             let answer = state
                 .upstream
                 .call_unlimited(ping, state.health_timeout)

@@ -52,7 +52,7 @@ use std::time::Duration;
 use std::os::fd::AsFd;
 
 use bytes::{Buf, Bytes, BytesMut};
-use mirrorlist_core::protocol::{self, BodyAt, EncodedRequest, Endpoint, Reply, Request};
+use mirrorlist_core::protocol::{self, BodyAt, EncodedRequest, Endpoint, Reply};
 use mirrorlist_core::shm::{self, Lease, Region};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
@@ -692,12 +692,7 @@ impl Conn {
 /// is unusable.
 pub async fn attach(stream: &mut UnixStream) -> io::Result<Option<Arc<Region>>> {
     let mut out = Vec::new();
-    let request = Request {
-        endpoint: Endpoint::Attach,
-        client_ip: None,
-        query: Vec::new(),
-    };
-    protocol::encode_request(ATTACH_ID, &request, &mut out);
+    EncodedRequest::without_query(Endpoint::Attach).frame_into(ATTACH_ID, &mut out);
     stream.write_all(&out).await?;
 
     // Nothing else is in flight, so the next frame is the reply; the
