@@ -120,12 +120,21 @@ fn list_hash(list: &ContinentList) -> u64 {
     })
 }
 
-/// What the server adds to a host set: per slot, the protocols and the
-/// plain list's URL; the countries grouped by continent.
+/// Where a host's flags sit in a [`DirSlots::gate`] byte: above the four
+/// protocol bits.
+pub const GATE_FLAGS: u32 = 4;
+const _: () = assert!(((PRIVATE | RESTRICTED | NO_IPV4 | NO_IPV6) as u32) << GATE_FLAGS <= 0xff);
+
+/// What the server adds to a host set: per slot, what admits the host to a
+/// tier and the plain list's URL; the countries grouped by continent.
 #[derive(Clone, Debug, Default)]
 pub struct DirSlots {
-    /// Protocols offered by each carrying host (a [`ProtocolSet`] mask).
-    pub protocols: Vec<ProtocolSet>,
+    /// Per carrying host, everything selection checks before letting it
+    /// into a tier, in one byte: the protocols it offers here (the low
+    /// four bits, a [`ProtocolSet`] mask) and its host flags shifted up by
+    /// [`GATE_FLAGS`]. One load per host instead of a load of the host's
+    /// index, then of its flags, then of its protocols.
+    pub gate: Vec<u8>,
     /// The plain list's URL of each carrying host: the first of https,
     /// http, ftp; `u32::MAX` for a host with rsync only (never listed).
     pub plain: Vec<u32>,
@@ -304,7 +313,7 @@ impl Index {
             .map(|h| 1.0 / f64::from(h.bandwidth.max(1)))
             .collect();
 
-        let flags = cache
+        let flags: Vec<u8> = cache
             .hosts
             .iter()
             .map(|h| {
@@ -355,7 +364,7 @@ impl Index {
                     }
                 };
                 prev = Some((set, Arc::clone(&list)));
-                dir_slots(&cache, set, list)
+                dir_slots(&cache, &flags, set, list)
             })
             .collect();
         let mut urls = Arena::default();
@@ -590,15 +599,23 @@ impl Index {
     }
 }
 
-/// Builds the slot tables of `set`.
-fn dir_slots(cache: &Cache, set: &HostSet, by_continent: Arc<ContinentList>) -> DirSlots {
+/// Builds the slot tables of `set`, given every host's flags.
+fn dir_slots(
+    cache: &Cache,
+    flags: &[u8],
+    set: &HostSet,
+    by_continent: Arc<ContinentList>,
+) -> DirSlots {
     let protocol = |u: u32| cache.host_urls[u as usize].protocol;
     DirSlots {
-        protocols: (0..set.host_count())
+        gate: (0..set.host_count())
             .map(|i| {
-                set.urls(i)
+                let offered = set
+                    .urls(i)
                     .iter()
-                    .fold(ProtocolSet::EMPTY, |acc, &u| acc.with(protocol(u)))
+                    .fold(ProtocolSet::EMPTY, |acc, &u| acc.with(protocol(u)));
+                let host_flags = flags.get(set.host(i) as usize).copied().unwrap_or(0);
+                offered.bits() | host_flags << GATE_FLAGS
             })
             .collect(),
         plain: (0..set.host_count())

@@ -11,6 +11,7 @@
 //! - [`select`]: the tiers (netblock, ASN, country, continent, global) and
 //!   the bandwidth-weighted shuffle.
 //! - [`exp`]: the shuffle's Exp(1) draws (a ziggurat of our own).
+//! - [`keysort`]: the shuffle's sort of its keys (buckets, then insertion).
 //! - [`render`]: the plain list, the Metalink document, redirects, errors.
 //! - [`frag`]: the index's URL pieces, kept so rendering copies them in
 //!   whole chunks.
@@ -39,6 +40,7 @@ pub mod frag;
 pub mod geo;
 pub mod handler;
 pub mod index;
+pub mod keysort;
 pub mod query;
 pub mod render;
 pub mod select;

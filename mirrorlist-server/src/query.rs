@@ -86,6 +86,11 @@ impl ProtocolSet {
         ProtocolSet(self.0 & other.0)
     }
 
+    /// The mask itself: https 1, http 2, ftp 4, rsync 8.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0

@@ -42,7 +42,7 @@
 //! exponentially distributed key with rate `bandwidth` (an Exp(1) variate
 //! divided by the bandwidth; the same as Efraimidis–Spirakis'
 //! `-ln(u) / bandwidth`, drawn with a ziggurat to skip the logarithm), and
-//! hosts are sorted by key. The probability that a host comes first is its
+//! hosts are sorted by key ([`keysort`]). The probability that a host comes first is its
 //! share of the tier's bandwidth, and the same holds for the rest after
 //! removing it.
 //!
@@ -61,7 +61,8 @@ use rand::rngs::SmallRng;
 use crate::asn::AsnTable;
 use crate::exp::{self, Ziggurat};
 use crate::geo::{geo_address, GeoLookup};
-use crate::index::{DirSlots, Index, NO_IPV4, NO_IPV6, PRIVATE, RESTRICTED};
+use crate::index::{DirSlots, Index, GATE_FLAGS, NO_IPV4, NO_IPV6, PRIVATE, RESTRICTED};
+use crate::keysort;
 use crate::query::{Place, ProtocolSet};
 
 /// Where a client is, as far as selection cares.
@@ -160,6 +161,7 @@ pub struct Selection {
     /// The tier being built: packed sort keys with the hosts' slots (see
     /// [`pack`]).
     tier_keys: Vec<u64>,
+    sort_scratch: keysort::Scratch,
 }
 
 /// Bits of a packed key that hold the host's slot in the directory's host
@@ -203,43 +205,49 @@ struct Ctx<'a> {
     hosts: &'a HostSet,
     slots: &'a DirSlots,
     loc: &'a Location,
-    mask: ProtocolSet,
-    /// The host flag that rules a host out for this client's family.
-    wrong_family: u8,
+    /// The usable protocols' bits ([`ProtocolSet::bits`]): a host's gate
+    /// must share one of them.
+    mask: u8,
+    /// The gate bits that rule a host out of a netblock or ASN tier: the
+    /// wrong address family for this client.
+    reject_private: u8,
+    /// The gate bits that rule a host out of a public tier: those, and
+    /// being private.
+    reject_public: u8,
     /// The Exp(1) tables, fetched once per request rather than per host.
     exp: &'static Ziggurat,
 }
 
 impl Ctx<'_> {
     /// Whether the host in `slot` may join a tier. `public` tiers are
-    /// country, continent and global.
+    /// country, continent and global. `seen` is a bit set of slots.
     fn admit(&self, slot: u32, public: bool, seen: &[u64]) -> bool {
-        let h = self.hosts.host(slot as usize);
-        if seen[h as usize / 64] & (1 << (h % 64)) != 0 {
+        let s = slot as usize;
+        let Some(&gate) = self.slots.gate.get(s) else {
+            return false;
+        };
+        if seen[s / 64] & (1 << (s % 64)) != 0 {
             return false;
         }
-        let flags = self.index.flags(h);
-        if flags & self.wrong_family != 0 {
+        let reject = if public {
+            self.reject_public
+        } else {
+            self.reject_private
+        };
+        if gate & reject != 0 || gate & self.mask == 0 {
             return false;
         }
-        if public && flags & (PRIVATE | RESTRICTED) != 0 {
-            if flags & PRIVATE != 0 {
-                return false;
-            }
+        if public && gate & (RESTRICTED << GATE_FLAGS) != 0 {
             // A restricted host serves only clients known to be in one of
             // its countries.
+            let h = self.hosts.host(s);
             let allowed = &self.index.cache().hosts[h as usize].allowed_countries;
-            let admitted = self
+            return self
                 .loc
                 .country
                 .is_some_and(|c| allowed.binary_search(&c).is_ok());
-            if !admitted {
-                return false;
-            }
         }
-        !self.slots.protocols[slot as usize]
-            .intersect(self.mask)
-            .is_empty()
+        true
     }
 
     /// Adds the admissible hosts among `slots` to the tier being built;
@@ -259,8 +267,9 @@ impl Ctx<'_> {
                 continue;
             }
             if self.admit(slot, public, &out.seen) {
-                let h = self.hosts.host(slot as usize);
-                out.seen[h as usize / 64] |= 1 << (h % 64);
+                let s = slot as usize;
+                out.seen[s / 64] |= 1 << (s % 64);
+                let h = self.hosts.host(s);
                 // An Exp(1) variate (ziggurat: no logarithm in the common
                 // case) scaled by 1/bandwidth is Exp(bandwidth): finite
                 // and >= 0.
@@ -284,7 +293,7 @@ impl Ctx<'_> {
 
     /// Shuffles the gathered tier into the answer; returns its size.
     fn close_tier(&self, out: &mut Selection) -> usize {
-        out.tier_keys.sort_unstable();
+        keysort::sort(&mut out.tier_keys, &mut out.sort_scratch);
         out.picks.extend(out.tier_keys.iter().map(|&k| {
             let slot = (k & POS_MASK) as u32;
             Pick {
@@ -362,20 +371,23 @@ fn run(
     out.notes.clear();
     out.tier_keys.clear();
     out.protocols = mask;
+    let hosts = index.hosts(dir);
+    // Hosts already listed, by slot in the directory's set.
     out.seen.clear();
-    out.seen
-        .resize(index.cache().hosts.len().div_ceil(64).max(1), 0);
+    out.seen.resize(hosts.host_count().div_ceil(64).max(1), 0);
+    let wrong_family = match loc.ip {
+        Some(IpAddr::V4(_)) => NO_IPV4,
+        Some(IpAddr::V6(_)) => NO_IPV6,
+        None => 0,
+    };
     let ctx = Ctx {
         index,
-        hosts: index.hosts(dir),
+        hosts,
         slots: index.slots(dir),
         loc,
-        mask,
-        wrong_family: match loc.ip {
-            Some(IpAddr::V4(_)) => NO_IPV4,
-            Some(IpAddr::V6(_)) => NO_IPV6,
-            None => 0,
-        },
+        mask: mask.bits(),
+        reject_private: wrong_family << GATE_FLAGS,
+        reject_public: (wrong_family | PRIVATE) << GATE_FLAGS,
         exp: exp::ziggurat(),
     };
 
