@@ -129,10 +129,17 @@ async fn exchange(config: &AskConfig, request: &EncodedRequest) -> Result<Reply,
 }
 
 /// Writes the response as an HTTP/1.1 message: status line, headers, a
-/// blank line, the body.
+/// blank line, the body. As hyper does on the wire, `Content-Length` comes
+/// last among the headers, from the body, unless the response has one.
 pub async fn print(response: Response<Body>, out: &mut impl Write) -> io::Result<()> {
     use http_body_util::BodyExt as _;
+    use hyper::body::Body as _;
     let (parts, body) = response.into_parts();
+    let length = if parts.headers.contains_key(hyper::header::CONTENT_LENGTH) {
+        None
+    } else {
+        body.size_hint().exact()
+    };
     let status = parts.status;
     writeln!(
         out,
@@ -145,6 +152,9 @@ pub async fn print(response: Response<Body>, out: &mut impl Write) -> io::Result
         out.write_all(b": ")?;
         out.write_all(value.as_bytes())?;
         out.write_all(b"\n")?;
+    }
+    if let Some(length) = length {
+        writeln!(out, "content-length: {length}")?;
     }
     writeln!(out)?;
     // A `Full` body is one buffer, ready at once; its error type is

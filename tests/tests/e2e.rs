@@ -352,6 +352,16 @@ fn redirects_errors_and_methods() {
         .text()
         .contains("# either path=, or repo= and arch= must be specified"));
 
+    // GET: the length of the body, not chunked; HEAD: a length, no body.
+    let r = stack.get("/mirrorlist?repo=fedora-42&arch=x86_64");
+    assert_eq!(r.status, 200);
+    let got: usize = r
+        .header("content-length")
+        .expect("Content-Length")
+        .parse()
+        .unwrap();
+    assert_eq!(got, r.body.len());
+    assert!(r.header("transfer-encoding").is_none());
     let r = http(
         &stack.addr,
         "HEAD",

@@ -1,6 +1,8 @@
 //! The connection pool: pipelining, a server that dies and comes back,
 //! protocol errors, admission limits, graceful shutdown.
 
+use std::time::Duration;
+
 use mirrorlist_core::protocol::Endpoint;
 use tokio::task::JoinSet;
 
@@ -203,6 +205,50 @@ async fn shutdown_finishes_requests_in_flight() {
         assert_eq!(r.status, 200);
         run.await.unwrap().expect("run returns Ok");
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unanswered_requests_time_out_and_late_replies_are_dropped() {
+    guard(async {
+        let d = dir();
+        let mut fake = Fake::start(&d.socket, true);
+        let mut cfg = config(&d);
+        // The fake holds every reply until released, so these time out
+        // whatever the machine's speed. With one request in flight at a
+        // time, one of them is timed out by its connection and the other,
+        // queued for admission behind it, by its own timer (or by the
+        // connection, if it got through in time).
+        cfg.request_timeout = Duration::from_millis(50);
+        cfg.max_inflight = 1;
+        let front = Front::start(cfg).await;
+        // One worker, one connection (the default configuration).
+        fake.wait_connections(1).await;
+        let (a, b) = tokio::join!(
+            get(front.addr, "/mirrorlist?repo=a"),
+            get(front.addr, "/mirrorlist?repo=b")
+        );
+        for r in [&a, &b] {
+            assert_eq!(r.status, 503, "{}", r.text());
+            assert!(
+                r.text().contains("did not answer within 50ms"),
+                "{}",
+                r.text()
+            );
+            assert_eq!(r.header("retry-after"), Some("1"));
+        }
+        fake.wait_received(1).await;
+        // The late replies come and are dropped; the connection stays in
+        // step, so the next request gets its own answer over it.
+        fake.release();
+        let r = get(front.addr, "/mirrorlist?repo=c").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.text(),
+            expected(Endpoint::Mirrorlist, "127.0.0.1", &[("repo", "c")])
+        );
+        assert_eq!(fake.connections(), 1, "no reconnect");
     })
     .await;
 }
