@@ -311,41 +311,66 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncodedRequest(Vec<u8>);
 
-/// [`Request`]'s fields as serde sees them, the query as any pairs of
-/// strings: serialized exactly as a `Request` is.
-#[derive(Serialize)]
-#[serde(bound(serialize = "K: AsRef<str>, V: AsRef<str>"))]
-struct RequestParts<'a, K, V> {
-    endpoint: Endpoint,
-    client_ip: Option<IpAddr>,
-    query: Pairs<'a, K, V>,
-}
-
-/// Query pairs serialized as a sequence of `(&str, &str)`, as
-/// `Vec<(String, String)>` is.
-struct Pairs<'a, K, V>(&'a [(K, V)]);
-
-impl<K: AsRef<str>, V: AsRef<str>> Serialize for Pairs<'_, K, V> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+/// Appends `n` as bincode's standard configuration writes every integer
+/// wider than a byte (lengths, enum variant indexes): below 251 as one
+/// byte, else a marker byte and the value in 2, 4 or 8 bytes.
+fn put_varint(n: u64, out: &mut Vec<u8>) {
+    if n < 251 {
+        out.push(n as u8);
+    } else if let Ok(n) = u16::try_from(n) {
+        out.push(251);
+        out.extend_from_slice(&n.to_le_bytes());
+    } else if let Ok(n) = u32::try_from(n) {
+        out.push(252);
+        out.extend_from_slice(&n.to_le_bytes());
+    } else {
+        out.push(253);
+        out.extend_from_slice(&n.to_le_bytes());
     }
 }
 
+/// Appends a string as serde and bincode write one: length, bytes.
+fn put_str(s: &str, out: &mut Vec<u8>) {
+    put_varint(s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
 impl EncodedRequest {
-    /// Encodes a request from its parts.
+    /// Encodes a request from its parts: the bytes serde and bincode make
+    /// of the [`Request`] with these fields (a test holds the two to it),
+    /// written directly, which costs a sixth of going through serde.
     pub fn new<K: AsRef<str>, V: AsRef<str>>(
         endpoint: Endpoint,
         client_ip: Option<IpAddr>,
         query: &[(K, V)],
     ) -> EncodedRequest {
-        let parts = RequestParts {
-            endpoint,
-            client_ip,
-            query: Pairs(query),
-        };
-        let mut payload = Vec::with_capacity(64);
-        codec::encode_into(&parts, &mut payload);
-        EncodedRequest(payload)
+        let strings: usize = query
+            .iter()
+            .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 2)
+            .sum();
+        let mut p = Vec::with_capacity(strings + 24);
+        // A unit variant: its index.
+        put_varint(endpoint as u64, &mut p);
+        // An option: 0 or 1 and the value; an address: the variant's index
+        // and the octets as a tuple of bytes (serde's compact form).
+        match client_ip {
+            None => p.push(0),
+            Some(IpAddr::V4(a)) => {
+                p.extend_from_slice(&[1, 0]);
+                p.extend_from_slice(&a.octets());
+            }
+            Some(IpAddr::V6(a)) => {
+                p.extend_from_slice(&[1, 1]);
+                p.extend_from_slice(&a.octets());
+            }
+        }
+        // A sequence: its length, then each pair as a tuple of two strings.
+        put_varint(query.len() as u64, &mut p);
+        for (k, v) in query {
+            put_str(k.as_ref(), &mut p);
+            put_str(v.as_ref(), &mut p);
+        }
+        EncodedRequest(p)
     }
 
     /// A request without query parameters (a ping, an attach).
@@ -592,6 +617,17 @@ mod tests {
                 endpoint: Endpoint::Ping,
                 client_ip: None,
                 query: Vec::new(),
+            },
+            // Lengths on both sides of each varint width (250/251 bytes,
+            // 65,535/65,536), and more pairs than fit in one byte.
+            Request {
+                endpoint: Endpoint::Attach,
+                client_ip: Some("203.0.113.9".parse().unwrap()),
+                query: [250, 251, 65_535, 65_536]
+                    .iter()
+                    .map(|&n| ("k".repeat(n), "v".repeat(n + 1)))
+                    .chain((0..300).map(|i| (i.to_string(), String::new())))
+                    .collect(),
             },
         ] {
             // What serde makes of the `Request` itself, framed by hand.
