@@ -89,10 +89,11 @@ pub fn decode(query: &str) -> Result<Pairs<'_>, QueryError> {
     Ok(pairs)
 }
 
-/// `raw`, borrowed as it is unless it has something to decode.
+/// `raw`, borrowed as it is unless the scan in [`decode`] saw a `%` or a
+/// `+` in it.
 fn component(raw: &str, encoded: bool) -> Result<Cow<'_, str>, ComponentError> {
     if encoded {
-        decode_component(raw)
+        decode_component(raw).map(Cow::Owned)
     } else {
         Ok(Cow::Borrowed(raw))
     }
@@ -113,11 +114,9 @@ impl ComponentError {
     }
 }
 
-fn decode_component(raw: &str) -> Result<Cow<'_, str>, ComponentError> {
+/// Decodes a component that has a `%` or a `+` (the caller has looked).
+fn decode_component(raw: &str) -> Result<String, ComponentError> {
     let bytes = raw.as_bytes();
-    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
-        return Ok(Cow::Borrowed(raw));
-    }
     // `percent_decode` leaves a malformed escape as it is; check first so
     // "%zz" or a truncated "%4" is an error rather than a literal.
     let mut i = 0;
@@ -143,7 +142,7 @@ fn decode_component(raw: &str) -> Result<Cow<'_, str>, ComponentError> {
     let decoded = percent_decode(&plus_free)
         .decode_utf8()
         .map_err(|_| ComponentError::NotUtf8)?;
-    Ok(Cow::Owned(decoded.into_owned()))
+    Ok(decoded.into_owned())
 }
 
 #[cfg(test)]

@@ -37,7 +37,8 @@
 //!   one timer per connection, set to the oldest waiting request's, instead
 //!   of a timer armed and cancelled per request (which was ~9% of the front
 //!   end's instructions). A request that had to queue for admission keeps a
-//!   timer of its own, since the queue counts towards its time.
+//!   timer of its own, since the queue counts towards its time, and so does
+//!   a health ping, whose bound is shorter than the requests' ahead of it.
 //!
 //! # Admission
 //!
@@ -625,8 +626,9 @@ impl Conn {
     /// The timer fired: fails the waiting requests whose deadline has
     /// passed, oldest first, and sets the timer to the first one still in
     /// time. Deadlines are taken as requests are sent, so they rise along
-    /// the queue; the exception, a request that first queued for
-    /// admission, has a timer of its own.
+    /// the queue; the exceptions, a request that first queued for
+    /// admission and a health ping (a shorter bound), have timers of their
+    /// own.
     fn expire(&mut self) {
         let now = Instant::now();
         self.timer_set = false;
