@@ -25,10 +25,10 @@ use std::cell::RefCell;
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::shuffle_rng::ShuffleRng;
 use mirrorlist_core::model::{Country, FileEntry};
 use mirrorlist_core::protocol::{Endpoint, Reply, Request, RequestRef, SharedBody};
 use mirrorlist_core::shm::Ring;
-use rand::rngs::SmallRng;
 
 use crate::asn::AsnTable;
 use crate::geo::GeoLookup;
@@ -180,7 +180,7 @@ fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
 pub fn handle<'r>(
     state: &State,
     req: &'r Request,
-    rng: &mut SmallRng,
+    rng: &mut ShuffleRng,
 ) -> (Reply, Option<AccessRecord<'r>>) {
     let mut body = Vec::new();
     let (answer, record) = handle_into(state, &req.as_request_ref(), rng, &mut body, None);
@@ -200,7 +200,7 @@ pub fn handle<'r>(
 pub fn handle_into<'r>(
     state: &State,
     req: &RequestRef<'r>,
-    rng: &mut SmallRng,
+    rng: &mut ShuffleRng,
     out: &mut Vec<u8>,
     ring: Option<&mut Ring>,
 ) -> (Answer, Option<AccessRecord<'r>>) {
@@ -503,7 +503,7 @@ mod tests {
     }
 
     fn call<'r>(s: &State, r: &'r Request) -> (Reply, Option<AccessRecord<'r>>) {
-        let mut rng = SmallRng::seed_from_u64(42);
+        let mut rng = ShuffleRng::seed_from_u64(42);
         handle(s, r, &mut rng)
     }
 
@@ -598,10 +598,10 @@ mod tests {
                 for ip in [Some("194.25.0.60"), Some("10.1.2.3"), None] {
                     let r = req(endpoint, ip, q);
                     let mut framed = Vec::new();
-                    let mut rng = SmallRng::seed_from_u64(9);
+                    let mut rng = ShuffleRng::seed_from_u64(9);
                     let (a, _) = handle_into(&s, &r.as_request_ref(), &mut rng, &mut framed, None);
                     let mut rest = Vec::new();
-                    let mut rng = SmallRng::seed_from_u64(9);
+                    let mut rng = ShuffleRng::seed_from_u64(9);
                     let (b, _) = handle_into(
                         &s,
                         &r.as_request_ref(),
@@ -682,7 +682,7 @@ mod tests {
         for ask in &asks {
             let (reply, _) = call(&s, ask);
             let mut out = b"earlier bytes".to_vec();
-            let mut rng = SmallRng::seed_from_u64(42);
+            let mut rng = ShuffleRng::seed_from_u64(42);
             let (answer, _) = handle_into(&s, &ask.as_request_ref(), &mut rng, &mut out, None);
             assert_eq!(&out[..13], b"earlier bytes", "{ask:?}");
             assert_eq!(&out[13..], &reply.body[..], "{ask:?}");

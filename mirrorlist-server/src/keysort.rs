@@ -115,7 +115,7 @@ pub fn sort(keys: &mut [u64], scratch: &mut Scratch) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::SmallRng;
+    use crate::shuffle_rng::ShuffleRng;
     use rand::{Rng, SeedableRng};
 
     fn check(keys: Vec<u64>, scratch: &mut Scratch) {
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn same_order_as_a_comparison_sort() {
-        let mut rng = SmallRng::seed_from_u64(7);
+        let mut rng = ShuffleRng::seed_from_u64(7);
         let mut scratch = Scratch::default();
         // Around the small-tier boundary and well past it; shuffle keys as
         // select packs them (floats' bits, slots below).

@@ -11,6 +11,7 @@
 //! - [`select`]: the tiers (netblock, ASN, country, continent, global) and
 //!   the bandwidth-weighted shuffle.
 //! - [`exp`]: the shuffle's Exp(1) draws (a ziggurat of our own).
+//! - [`shuffle_rng`]: the random numbers they are drawn from (wyrand).
 //! - [`keysort`]: the shuffle's sort of its keys (buckets, then insertion).
 //! - [`render`]: the plain list, the Metalink document, redirects, errors.
 //! - [`frag`]: the index's URL pieces, kept so rendering copies them in
@@ -45,4 +46,5 @@ pub mod query;
 pub mod render;
 pub mod select;
 pub mod server;
+pub mod shuffle_rng;
 pub mod socket;

@@ -55,8 +55,8 @@
 
 use std::net::IpAddr;
 
+use crate::shuffle_rng::ShuffleRng;
 use mirrorlist_core::model::{Country, HostIdx, HostSet};
-use rand::rngs::SmallRng;
 
 use crate::asn::AsnTable;
 use crate::exp::{self, Ziggurat};
@@ -185,7 +185,7 @@ pub fn select(
     dir: u32,
     loc: &Location,
     params: &Params<'_>,
-    rng: &mut SmallRng,
+    rng: &mut ShuffleRng,
     out: &mut Selection,
 ) {
     let filter = params.protocols.map(|p| p.intersect(params.usable));
@@ -256,11 +256,14 @@ impl Ctx<'_> {
         &self,
         slots: &[u32],
         public: bool,
-        rng: &mut SmallRng,
+        rng: &mut ShuffleRng,
         out: &mut Selection,
     ) -> usize {
         let before = out.tier_keys.len();
         out.tier_keys.reserve(slots.len());
+        // A local copy of the generator can stay in a register through the
+        // loop; through `rng` it would be stored on every draw.
+        let mut local = rng.clone();
         for &slot in slots {
             if u64::from(slot) > POS_MASK {
                 // A set of over 16 million hosts: slots would alias.
@@ -273,17 +276,18 @@ impl Ctx<'_> {
                 // An Exp(1) variate (ziggurat: no logarithm in the common
                 // case) scaled by 1/bandwidth is Exp(bandwidth): finite
                 // and >= 0.
-                let e = self.exp.sample(rng);
+                let e = self.exp.sample(&mut local);
                 let key = e * self.index.inv_bandwidth(h);
                 out.tier_keys.push(pack(key, slot));
             }
         }
+        *rng = local;
         out.tier_keys.len() - before
     }
 
     /// Like [`Ctx::gather`] for host indexes (netblock and ASN tiers, whose
     /// hosts may or may not carry the directory).
-    fn gather_hosts(&self, hosts: &[HostIdx], rng: &mut SmallRng, out: &mut Selection) {
+    fn gather_hosts(&self, hosts: &[HostIdx], rng: &mut ShuffleRng, out: &mut Selection) {
         for &h in hosts {
             if let Some(slot) = self.hosts.host_position(h) {
                 self.gather(&[slot as u32], false, rng, out);
@@ -319,7 +323,7 @@ impl Ctx<'_> {
         &self,
         continents: &[u64; 4],
         skip: Option<Country>,
-        rng: &mut SmallRng,
+        rng: &mut ShuffleRng,
         out: &mut Selection,
     ) {
         for i in 0..self.hosts.country_count() {
@@ -342,7 +346,7 @@ impl Ctx<'_> {
     /// [`Ctx::gather_continents`] for the one continent `id`, through the
     /// directory's countries grouped by continent: the same countries in
     /// the same order, without visiting the other continents' countries.
-    fn gather_continent(&self, id: u8, skip: Country, rng: &mut SmallRng, out: &mut Selection) {
+    fn gather_continent(&self, id: u8, skip: Country, rng: &mut ShuffleRng, out: &mut Selection) {
         let list = &self.slots.by_continent;
         let start = list.partition_point(|&(c, _)| c < id);
         let end = start + list[start..].partition_point(|&(c, _)| c == id);
@@ -364,7 +368,7 @@ fn run(
     loc: &Location,
     params: &Params<'_>,
     mask: ProtocolSet,
-    rng: &mut SmallRng,
+    rng: &mut ShuffleRng,
     out: &mut Selection,
 ) {
     out.picks.clear();
@@ -615,7 +619,7 @@ pub(crate) mod tests {
             usable: ask.usable,
             minimum: ask.minimum,
         };
-        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut rng = ShuffleRng::seed_from_u64(seed);
         let mut out = Selection::default();
         select(index, 0, &loc, &params, &mut rng, &mut out);
         out
@@ -1097,7 +1101,7 @@ pub(crate) mod tests {
             usable: ProtocolSet::PLAIN,
             minimum: 0,
         };
-        let mut rng = SmallRng::seed_from_u64(20_260_101);
+        let mut rng = ShuffleRng::seed_from_u64(20_260_101);
         let mut out = Selection::default();
         let (mut first_fast, mut first_slow) = (0u32, 0u32);
         for _ in 0..20_000 {
@@ -1138,7 +1142,7 @@ pub(crate) mod tests {
             usable: ProtocolSet::PLAIN,
             minimum: 0,
         };
-        let mut rng = SmallRng::seed_from_u64(5);
+        let mut rng = ShuffleRng::seed_from_u64(5);
         let mut out = Selection::default();
         let mut first = [0u32; 4];
         for _ in 0..8_000 {

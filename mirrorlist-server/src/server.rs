@@ -11,13 +11,13 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::shuffle_rng::ShuffleRng;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use mirrorlist_core::cachefile;
 use mirrorlist_core::model::Summary;
 use mirrorlist_core::protocol::{self, Endpoint, FrameError, Reply};
 use mirrorlist_core::shm::{self, Region, Ring};
-use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -337,7 +337,7 @@ async fn serve(
 ) {
     let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    let mut rng = ShuffleRng::from_rng(&mut rand::rng());
     loop {
         if rbuf.capacity() - rbuf.len() < 16 * 1024 {
             rbuf.reserve(64 * 1024);
@@ -441,7 +441,7 @@ fn answer_frames(
     conn: &mut Conn,
     rbuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
-    rng: &mut SmallRng,
+    rng: &mut ShuffleRng,
 ) -> Answered {
     let state = shared.state.load();
     let mut log = shared
