@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request as HttpRequest, Response, StatusCode, Uri};
-use mirrorlist_core::protocol::{EncodedRequest, Endpoint};
+use mirrorlist_core::protocol::{EncodedRequest, Endpoint, METALINK, TEXT_PLAIN};
 
 use crate::forwarded;
 use crate::query;
@@ -222,10 +222,8 @@ pub fn from_reply(reply: Answer) -> Result<Response<Body>, InvalidReply> {
 /// The `Content-Type` value for `text`: the server's usual two without a
 /// copy or a check per response, anything else checked.
 fn content_type(text: &str) -> Result<HeaderValue, header::InvalidHeaderValue> {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    const METALINK: &str = "application/metalink+xml";
     match text {
-        TEXT => Ok(HeaderValue::from_static(TEXT)),
+        TEXT_PLAIN => Ok(HeaderValue::from_static(TEXT_PLAIN)),
         METALINK => Ok(HeaderValue::from_static(METALINK)),
         _ => HeaderValue::from_str(text),
     }

@@ -49,6 +49,7 @@
 //! (cloud instances polling on a timer) is thus queued and answered, while
 //! a flood that cannot be served is turned away cheaply.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -113,8 +114,8 @@ pub enum UpstreamError {
 pub struct Answer {
     /// HTTP status code.
     pub status: u16,
-    /// `Content-Type` of the body.
-    pub content_type: String,
+    /// `Content-Type` of the body (borrowed for the server's usual two).
+    pub content_type: Cow<'static, str>,
     /// Extra headers, e.g. `Location`.
     pub headers: Vec<(String, String)>,
     /// The finished body.
@@ -125,7 +126,7 @@ impl From<Reply> for Answer {
     fn from(r: Reply) -> Answer {
         Answer {
             status: r.status,
-            content_type: r.content_type,
+            content_type: r.content_type.into(),
             headers: r.headers,
             body: Bytes::from(r.body),
         }

@@ -39,9 +39,9 @@ use crate::query::ProtocolSet;
 use crate::select::{Note, Selection};
 
 /// `Content-Type` of the plain list and of errors outside metalinks.
-pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const TEXT: &str = mirrorlist_core::protocol::TEXT_PLAIN;
 /// `Content-Type` of metalinks, including their failure documents.
-pub const METALINK: &str = "application/metalink+xml";
+pub const METALINK: &str = mirrorlist_core::protocol::METALINK;
 
 /// What an answer's header line names.
 #[derive(Clone, Copy, Debug)]

@@ -285,7 +285,7 @@ impl FrameClient {
                 };
                 let reply = Reply {
                     status: head.status,
-                    content_type: head.content_type,
+                    content_type: head.content_type.into_owned(),
                     headers: head.headers,
                     body,
                 };
