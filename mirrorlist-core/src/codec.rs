@@ -3,7 +3,7 @@
 //! call these two functions, and both carry a format version of their own,
 //! so the encoding can be replaced here without touching anything else.
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 
 /// Why a payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -28,15 +28,6 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     whole(
         bincode::serde::decode_from_slice(bytes, config()),
-        bytes.len(),
-    )
-}
-
-/// Like [`decode`], for a value that borrows its strings from `bytes`
-/// instead of copying each into an allocation of its own.
-pub fn decode_borrowed<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, DecodeError> {
-    whole(
-        bincode::serde::borrow_decode_from_slice(bytes, config()),
         bytes.len(),
     )
 }
@@ -66,9 +57,7 @@ mod tests {
         let mut bytes = Vec::new();
         encode_into(&(7u32, "x".to_string()), &mut bytes);
         assert_eq!(decode::<(u32, String)>(&bytes).unwrap().0, 7);
-        assert_eq!(decode_borrowed::<(u32, &str)>(&bytes).unwrap(), (7, "x"));
         bytes.push(0);
-        assert!(decode_borrowed::<(u32, &str)>(&bytes).is_err());
         let err = decode::<(u32, String)>(&bytes).unwrap_err();
         assert_eq!(err.to_string(), "1 trailing bytes after the payload");
     }

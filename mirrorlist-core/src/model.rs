@@ -51,11 +51,37 @@ impl Country {
         }
     }
 
-    /// The code as a string slice (always two ASCII upper-case letters).
+    /// The code as a string slice (two ASCII upper-case letters when made
+    /// by [`Country::parse`]; a code built from other bytes reads as what
+    /// UTF-8 makes of them, or `??`).
     pub fn as_str(&self) -> &str {
-        // Both bytes are ASCII letters by construction.
+        // Sliced out of a static string of all 676 letter pairs: an answer
+        // prints a dozen codes, and a UTF-8 check each cost ~60
+        // instructions (bench/callgrind).
+        let [a, b] = self.0;
+        if a.is_ascii_uppercase() && b.is_ascii_uppercase() {
+            let i = 2 * (usize::from(a - b'A') * 26 + usize::from(b - b'A'));
+            return &LETTER_PAIRS[i..i + 2];
+        }
         std::str::from_utf8(&self.0).unwrap_or("??")
     }
+}
+
+/// "AAABAC…ZZ": every pair of upper-case letters, in order.
+const LETTER_PAIRS: &str = match std::str::from_utf8(&letter_pairs()) {
+    Ok(s) => s,
+    Err(_) => panic!("letters are ASCII"),
+};
+
+const fn letter_pairs() -> [u8; 2 * 26 * 26] {
+    let mut pairs = [0u8; 2 * 26 * 26];
+    let mut i = 0;
+    while i < 26 * 26 {
+        pairs[2 * i] = b'A' + (i / 26) as u8;
+        pairs[2 * i + 1] = b'A' + (i % 26) as u8;
+        i += 1;
+    }
+    pairs
 }
 
 impl std::fmt::Debug for Country {
@@ -754,6 +780,19 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn country_codes_read_as_their_bytes() {
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let c = Country([a, b]);
+                let want = std::str::from_utf8(&[a, b]).map_or("??".to_owned(), str::to_owned);
+                assert_eq!(c.as_str(), want, "{a} {b}");
+            }
+        }
+        assert_eq!(Country::parse("de").unwrap().as_str(), "DE");
+        assert_eq!(Country::parse("ZZ").unwrap().as_str(), "ZZ");
+    }
 
     #[test]
     fn country_parse() {

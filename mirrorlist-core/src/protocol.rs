@@ -22,9 +22,9 @@
 //!      …     …  the encoded status, content type and headers (see `codec`)
 //! ```
 //!
-//! Both sides write and read the head, and the front end writes requests,
-//! without going through serde: the same bytes `codec` would make (tests
-//! hold them to it), at a fraction of the cost per request.
+//! Requests and reply heads are written and read directly, not through
+//! serde: the same bytes `codec` would make (tests hold them to it), at a
+//! fraction of the cost per request.
 //!
 //! The body comes first, with a fixed-width length, so that the server can
 //! render it straight into its write buffer and fill in the lengths and the
@@ -64,8 +64,6 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-
-use crate::codec;
 
 /// The version of this protocol.
 pub const PROTOCOL_VERSION: u16 = 3;
@@ -109,14 +107,13 @@ pub struct Request {
 
 /// A [`Request`] decoded without copies: its strings borrow the frame
 /// (the same encoding; what the server decodes every request into).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestRef<'a> {
     /// The endpoint.
     pub endpoint: Endpoint,
     /// The client's address, as in [`Request::client_ip`].
     pub client_ip: Option<IpAddr>,
     /// Decoded query parameters, in the order the client sent them.
-    #[serde(borrow)]
     pub query: Vec<(&'a str, &'a str)>,
 }
 
@@ -245,12 +242,12 @@ pub enum FrameError {
         /// The announced length.
         len: usize,
     },
-    /// The payload could not be decoded.
-    #[error("malformed frame payload: {0}")]
-    Payload(#[from] codec::DecodeError),
     /// A reply's status, content type or headers could not be decoded.
     #[error("malformed reply head: {0}")]
     Head(&'static str),
+    /// A request's payload could not be decoded.
+    #[error("malformed request: {0}")]
+    Request(&'static str),
 }
 
 /// A complete frame found at the front of a buffer.
@@ -504,14 +501,55 @@ fn check_version(frame: &RawFrame<'_>) -> Result<(), FrameError> {
 
 /// Decodes a request frame's payload, checking its version.
 pub fn decode_request(frame: &RawFrame<'_>) -> Result<Request, FrameError> {
-    check_version(frame)?;
-    Ok(codec::decode(frame.payload)?)
+    let r = decode_request_ref(frame)?;
+    Ok(Request {
+        endpoint: r.endpoint,
+        client_ip: r.client_ip,
+        query: r
+            .query
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    })
 }
 
-/// [`decode_request`] without copies: the strings borrow the frame.
+/// [`decode_request`] without copies: the strings borrow the frame. Read
+/// directly, as [`EncodedRequest::new`] writes it.
 pub fn decode_request_ref<'a>(frame: &RawFrame<'a>) -> Result<RequestRef<'a>, FrameError> {
     check_version(frame)?;
-    Ok(codec::decode_borrowed(frame.payload)?)
+    read_request(&mut Reader(frame.payload)).map_err(FrameError::Request)
+}
+
+fn read_request<'a>(r: &mut Reader<'a>) -> Result<RequestRef<'a>, &'static str> {
+    let endpoint = match r.varint()? {
+        0 => Endpoint::Mirrorlist,
+        1 => Endpoint::Metalink,
+        2 => Endpoint::Ping,
+        3 => Endpoint::Attach,
+        _ => return Err("unknown endpoint"),
+    };
+    let client_ip = match r.byte()? {
+        0 => None,
+        1 => Some(match r.varint()? {
+            0 => IpAddr::from(<[u8; 4]>::try_from(r.take(4)?).expect("4 bytes")),
+            1 => IpAddr::from(<[u8; 16]>::try_from(r.take(16)?).expect("16 bytes")),
+            _ => return Err("unknown address family"),
+        }),
+        _ => return Err("client address neither absent nor present"),
+    };
+    let count = r.pairs()?;
+    let mut query = Vec::with_capacity(count);
+    for _ in 0..count {
+        let k = r.str()?;
+        let v = r.str()?;
+        query.push((k, v));
+    }
+    r.end()?;
+    Ok(RequestRef {
+        endpoint,
+        client_ip,
+        query,
+    })
 }
 
 /// Decodes a reply frame's payload, checking its version.
@@ -555,29 +593,24 @@ pub fn decode_reply_head(frame: &RawFrame<'_>) -> Result<ReplyHead, FrameError> 
     } else {
         BodyAt::Frame(REPLY_BODY_OFFSET..REPLY_BODY_OFFSET + len)
     };
-    let mut head = Reader(&p[4 + len..]);
-    let status = head.varint()?;
-    let status = u16::try_from(status).map_err(|_| FrameError::Head("status above 65535"))?;
+    read_head(&mut Reader(&p[4 + len..]), body).map_err(FrameError::Head)
+}
+
+fn read_head(head: &mut Reader<'_>, body: BodyAt) -> Result<ReplyHead, &'static str> {
+    let status = u16::try_from(head.varint()?).map_err(|_| "status above 65535")?;
     let content_type = match head.str()? {
         TEXT_PLAIN => Cow::Borrowed(TEXT_PLAIN),
         METALINK => Cow::Borrowed(METALINK),
         other => Cow::Owned(other.to_owned()),
     };
-    let count = head.varint()?;
-    // Each header takes at least two bytes: no count beyond that is
-    // believed (nor allocated for).
-    if count > head.0.len() as u64 / 2 {
-        return Err(FrameError::Head("more headers than bytes left"));
-    }
-    let mut headers = Vec::with_capacity(count as usize);
+    let count = head.pairs()?;
+    let mut headers = Vec::with_capacity(count);
     for _ in 0..count {
         let name = head.str()?.to_owned();
         let value = head.str()?.to_owned();
         headers.push((name, value));
     }
-    if !head.0.is_empty() {
-        return Err(FrameError::Head("bytes left after the headers"));
-    }
+    head.end()?;
     Ok(ReplyHead {
         status,
         content_type,
@@ -600,22 +633,27 @@ fn put_head(status: u16, content_type: &str, headers: &[(String, String)], out: 
     }
 }
 
-/// Reads what [`put_head`] writes, from the front of its slice.
+/// Reads what [`put_varint`] and [`put_str`] write, from the front of
+/// its slice; an error says what was wrong.
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
         if n > self.0.len() {
-            return Err(FrameError::Head("cut short"));
+            return Err("cut short");
         }
         let (taken, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(taken)
     }
 
+    fn byte(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+
     /// An integer as [`put_varint`] writes it.
-    fn varint(&mut self) -> Result<u64, FrameError> {
-        let first = self.take(1)?[0];
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let first = self.byte()?;
         let wide = |bytes: &[u8]| {
             let mut word = [0u8; 8];
             word[..bytes.len()].copy_from_slice(bytes);
@@ -626,21 +664,39 @@ impl<'a> Reader<'a> {
             251 => Ok(wide(self.take(2)?)),
             252 => Ok(wide(self.take(4)?)),
             253 => Ok(wide(self.take(8)?)),
-            _ => Err(FrameError::Head("integer wider than 64 bits")),
+            _ => Err("integer wider than 64 bits"),
         }
     }
 
     /// A string as [`put_str`] writes it, borrowed.
-    fn str(&mut self) -> Result<&'a str, FrameError> {
-        let len = self.varint()?;
-        let len = usize::try_from(len).map_err(|_| FrameError::Head("cut short"))?;
-        std::str::from_utf8(self.take(len)?).map_err(|_| FrameError::Head("a string is not UTF-8"))
+    fn str(&mut self) -> Result<&'a str, &'static str> {
+        let len = usize::try_from(self.varint()?).map_err(|_| "cut short")?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| "a string is not UTF-8")
+    }
+
+    /// A count of pairs of strings: each takes at least two bytes, so no
+    /// count beyond that is believed (nor allocated for).
+    fn pairs(&mut self) -> Result<usize, &'static str> {
+        let count = self.varint()?;
+        if count > self.0.len() as u64 / 2 {
+            return Err("more pairs than bytes left");
+        }
+        Ok(count as usize)
+    }
+
+    fn end(&self) -> Result<(), &'static str> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err("bytes left at the end")
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec;
 
     fn req() -> Request {
         Request {
@@ -837,7 +893,7 @@ mod tests {
         }
         let mut long = good.clone();
         long.push(0);
-        assert_eq!(head_error(&long), "bytes left after the headers");
+        assert_eq!(head_error(&long), "bytes left at the end");
         // Status 302 takes bytes 0-2 (marker, u16), the content type's
         // length byte 3: 0xff where its first letter was.
         let mut bad = good.clone();
@@ -848,7 +904,7 @@ mod tests {
         // 2^40 headers announced in a head of a few bytes.
         assert_eq!(
             head_error(&[200, 0, 253, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
-            "more headers than bytes left"
+            "more pairs than bytes left"
         );
         assert!(FrameError::Head("cut short")
             .to_string()
@@ -898,7 +954,60 @@ mod tests {
         buf.extend_from_slice(&0u32.to_le_bytes());
         buf.extend_from_slice(&[0xff, 0xff, 0xff]);
         let f = parse_frame(&buf).unwrap().unwrap();
-        assert!(matches!(decode_request(&f), Err(FrameError::Payload(_))));
+        assert!(matches!(
+            decode_request(&f),
+            Err(FrameError::Request("integer wider than 64 bits"))
+        ));
+    }
+
+    /// A request cut at any byte, with a byte too many, an unknown
+    /// endpoint, option tag or address family, a string that is not
+    /// UTF-8 or a pair count beyond what the bytes can hold: each is an
+    /// error naming what was wrong, never a panic.
+    #[test]
+    fn malformed_requests_are_errors() {
+        let error = |payload: &[u8]| {
+            let mut buf = Vec::new();
+            buf.extend_from_slice(&((6 + payload.len()) as u32).to_le_bytes());
+            buf.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+            buf.extend_from_slice(&5u32.to_le_bytes());
+            buf.extend_from_slice(payload);
+            let frame = parse_frame(&buf).unwrap().unwrap();
+            match decode_request_ref(&frame) {
+                Err(FrameError::Request(why)) => why,
+                other => panic!("{payload:?} decoded as {other:?}"),
+            }
+        };
+        for ip in ["192.0.2.1", "2001:db8::7"] {
+            let good =
+                EncodedRequest::new(Endpoint::Metalink, ip.parse().ok(), &[("repo", "r\u{e9}")]);
+            for cut in 0..good.0.len() {
+                error(&good.0[..cut]);
+            }
+            let mut long = good.0.clone();
+            long.push(0);
+            assert_eq!(error(&long), "bytes left at the end");
+        }
+        let good = EncodedRequest::new(Endpoint::Mirrorlist, None, &[("repo", "x")]).0;
+        // endpoint 0, no address, one pair: "repo" (length at 3), "x".
+        assert_eq!(good, [0, 0, 1, 4, b'r', b'e', b'p', b'o', 1, b'x']);
+        let with = |i: usize, b: u8| {
+            let mut p = good.clone();
+            p[i] = b;
+            p
+        };
+        assert_eq!(error(&with(0, 4)), "unknown endpoint");
+        assert_eq!(
+            error(&with(1, 2)),
+            "client address neither absent nor present"
+        );
+        assert_eq!(error(&[0, 1, 2, 1, 2, 3, 4, 0]), "unknown address family");
+        assert_eq!(error(&with(4, 0xff)), "a string is not UTF-8");
+        assert_eq!(error(&with(2, 250)), "more pairs than bytes left");
+        assert_eq!(
+            FrameError::Request("cut short").to_string(),
+            "malformed request: cut short"
+        );
     }
 
     #[test]
