@@ -54,7 +54,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -153,6 +153,9 @@ struct Slot {
     /// The live connection's queue; `None` while disconnected. A plain mutex:
     /// it is held for a clone or a swap, never across an await.
     tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// Whether `tx` is `Some`, readable without the lock: picking a slot
+    /// looks at every slot for every request.
+    up: AtomicBool,
     /// Requests sent on this slot and not yet answered (for least-loaded).
     load: AtomicUsize,
     /// The current reconnect delay in milliseconds (for `Retry-After`).
@@ -165,11 +168,13 @@ impl Slot {
     }
 
     fn is_up(&self) -> bool {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.up.load(Ordering::Relaxed)
     }
 
     fn set(&self, tx: Option<mpsc::UnboundedSender<Job>>) {
-        *self.tx.lock().unwrap_or_else(|e| e.into_inner()) = tx;
+        let mut slot = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        self.up.store(tx.is_some(), Ordering::Relaxed);
+        *slot = tx;
     }
 }
 
@@ -285,12 +290,12 @@ impl Upstream {
     pub async fn call(&self, request: EncodedRequest) -> Result<Answer, UpstreamError> {
         // Fail fast before queueing: a request admitted while the server is
         // down would only wait to be refused.
-        self.pick()?;
+        let slot = self.pick()?;
         let deadline = Instant::now() + self.timeout;
-        // The usual case: admitted at once, and the connection task keeps
-        // the deadline.
+        // The usual case: admitted at once (to the slot just picked), and
+        // the connection task keeps the deadline.
         if let Some(_permit) = self.admission.try_admit() {
-            return self.send(request, deadline, self.timeout).await;
+            return self.send_on(slot, request, deadline, self.timeout).await;
         }
         match tokio::time::timeout_at(deadline, async {
             let _permit = self.admission.admit().await?;
@@ -355,7 +360,17 @@ impl Upstream {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Answer, UpstreamError> {
-        let slot = self.pick()?;
+        self.send_on(self.pick()?, request, deadline, timeout).await
+    }
+
+    /// [`Upstream::send`] on `slot`.
+    async fn send_on(
+        &self,
+        slot: &Slot,
+        request: EncodedRequest,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Answer, UpstreamError> {
         let Some(tx) = slot.sender() else {
             return Err(UpstreamError::Unavailable {
                 retry_after: self.retry_after(),
