@@ -14,6 +14,7 @@
 //! - [`server`]: [`run_workers`] (one thread and runtime per worker, all
 //!   accepting on the same sockets), [`run`] (one worker: the accept loop
 //!   and graceful shutdown); [`bind`].
+//! - [`drain`]: the graceful shutdown of a worker's connections.
 //! - [`http`]: routing, local answers (400/404/405/414, `/health`) and the
 //!   translation of the server's reply into an HTTP response.
 //! - [`query`]: query-string decoding (percent-escapes, `+`, UTF-8).
@@ -45,6 +46,7 @@
 pub mod ask;
 pub mod cli;
 pub mod config;
+pub mod drain;
 pub mod forwarded;
 pub mod http;
 pub mod query;

@@ -19,13 +19,13 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::http::{self, State};
 use crate::upstream::{Admission, Upstream};
 
@@ -192,7 +192,7 @@ async fn run_worker(
         );
     }
 
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut start = 0;
     loop {
@@ -218,7 +218,7 @@ async fn run_worker(
             let state = state.clone();
             async move { Ok::<_, Infallible>(http::handle(req, peer, &state).await) }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let conn = drain.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %peer, "connection ended: {e}");
@@ -231,9 +231,9 @@ async fn run_worker(
     drop(listeners);
     tracing::info!(
         "shutting down; waiting for {} open connection(s)",
-        graceful.count()
+        drain.count()
     );
-    match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
+    match tokio::time::timeout(config.shutdown_timeout, drain.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!(
             "connections still open after {:?}; closing them",
