@@ -144,6 +144,11 @@ pub struct DirSlots {
     /// Shared between the sets with the same list (most have the same
     /// countries), so it costs next to no memory.
     pub by_continent: Arc<ContinentList>,
+    /// Whether no slot is in two country lists, nor twice in one (true of
+    /// every set built from hosts with one country each): then the country
+    /// and continent tiers cannot meet a host twice, and selection skips
+    /// the "already listed" check there when nothing came before them.
+    pub countries_disjoint: bool,
 }
 
 /// The serving form of a [`Cache`].
@@ -629,7 +634,21 @@ fn dir_slots(
             })
             .collect(),
         by_continent,
+        countries_disjoint: countries_disjoint(set),
     }
+}
+
+/// See [`DirSlots::countries_disjoint`].
+fn countries_disjoint(set: &HostSet) -> bool {
+    let mut seen = vec![false; set.host_count()];
+    (0..set.country_count()).all(|i| {
+        set.country_slots(i)
+            .iter()
+            .all(|&slot| match seen.get_mut(slot as usize) {
+                Some(seen) => !std::mem::replace(seen, true),
+                None => false,
+            })
+    })
 }
 
 /// [`DirSlots::by_continent`] of `set`, given the continent table, into

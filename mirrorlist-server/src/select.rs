@@ -220,13 +220,15 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Whether the host in `slot` may join a tier. `public` tiers are
-    /// country, continent and global. `seen` is a bit set of slots.
-    fn admit(&self, slot: u32, public: bool, seen: &[u64]) -> bool {
+    /// country, continent and global. `seen` is a bit set of slots, looked
+    /// at only if `CHECK_SEEN`.
+    #[inline]
+    fn admit<const CHECK_SEEN: bool>(&self, slot: u32, public: bool, seen: &[u64]) -> bool {
         let s = slot as usize;
         let Some(&gate) = self.slots.gate.get(s) else {
             return false;
         };
-        if seen[s / 64] & (1 << (s % 64)) != 0 {
+        if CHECK_SEEN && seen[s / 64] & (1 << (s % 64)) != 0 {
             return false;
         }
         let reject = if public {
@@ -250,9 +252,24 @@ impl Ctx<'_> {
         true
     }
 
-    /// Adds the admissible hosts among `slots` to the tier being built;
-    /// returns how many.
+    /// Adds the admissible hosts among `slots` that are not listed yet
+    /// to the tier being built, and notes them as listed; returns how
+    /// many.
     fn gather(
+        &self,
+        slots: &[u32],
+        public: bool,
+        rng: &mut ShuffleRng,
+        out: &mut Selection,
+    ) -> usize {
+        self.gather_as::<true>(slots, public, rng, out)
+    }
+
+    /// [`Ctx::gather`], or, without `CHECK_SEEN`, the same without the
+    /// "already listed" set: for tiers that cannot meet a listed host (the
+    /// caller knows), which then must [`Ctx::note_listed`] before the next
+    /// tier that checks.
+    fn gather_as<const CHECK_SEEN: bool>(
         &self,
         slots: &[u32],
         public: bool,
@@ -269,9 +286,11 @@ impl Ctx<'_> {
                 // A set of over 16 million hosts: slots would alias.
                 continue;
             }
-            if self.admit(slot, public, &out.seen) {
+            if self.admit::<CHECK_SEEN>(slot, public, &out.seen) {
                 let s = slot as usize;
-                out.seen[s / 64] |= 1 << (s % 64);
+                if CHECK_SEEN {
+                    out.seen[s / 64] |= 1 << (s % 64);
+                }
                 let h = self.hosts.host(s);
                 // An Exp(1) variate (ziggurat: no logarithm in the common
                 // case) scaled by 1/bandwidth is Exp(bandwidth): finite
@@ -310,6 +329,15 @@ impl Ctx<'_> {
         n
     }
 
+    /// Marks the hosts picked from `from` on as listed (after gathers
+    /// without the check).
+    fn note_listed(&self, from: usize, out: &mut Selection) {
+        for p in &out.picks[from..] {
+            let s = p.slot as usize;
+            out.seen[s / 64] |= 1 << (s % 64);
+        }
+    }
+
     /// The slots of the public hosts of country `c`.
     fn country_slots(&self, c: Country) -> &[u32] {
         self.hosts
@@ -346,7 +374,13 @@ impl Ctx<'_> {
     /// [`Ctx::gather_continents`] for the one continent `id`, through the
     /// directory's countries grouped by continent: the same countries in
     /// the same order, without visiting the other continents' countries.
-    fn gather_continent(&self, id: u8, skip: Country, rng: &mut ShuffleRng, out: &mut Selection) {
+    fn gather_continent<const CHECK_SEEN: bool>(
+        &self,
+        id: u8,
+        skip: Country,
+        rng: &mut ShuffleRng,
+        out: &mut Selection,
+    ) {
         let list = &self.slots.by_continent;
         let start = list.partition_point(|&(c, _)| c < id);
         let end = start + list[start..].partition_point(|&(c, _)| c == id);
@@ -355,7 +389,8 @@ impl Ctx<'_> {
             if c == skip {
                 continue;
             }
-            if self.gather(self.hosts.country_slots(usize::from(i)), true, rng, out) > 0 {
+            let slots = self.hosts.country_slots(usize::from(i));
+            if self.gather_as::<CHECK_SEEN>(slots, true, rng, out) > 0 {
                 out.notes.push(Note::Country(c));
             }
         }
@@ -449,13 +484,32 @@ fn run(
     }
 
     if let Some(country) = loc.country {
-        if ctx.gather(ctx.country_slots(country), true, rng, out) > 0 {
+        // With nothing listed before them, and each host in one country
+        // list at most, the country and continent tiers cannot meet a
+        // host twice: they skip the "already listed" set, and fill it in
+        // afterwards for the global tier.
+        let unchecked = out.picks.is_empty() && ctx.slots.countries_disjoint;
+        let from = out.picks.len();
+        let slots = ctx.country_slots(country);
+        let found = if unchecked {
+            ctx.gather_as::<false>(slots, true, rng, out)
+        } else {
+            ctx.gather(slots, true, rng, out)
+        };
+        if found > 0 {
             out.notes.push(Note::Country(country));
         }
         ctx.close_tier(out);
         if let Some(id) = index.continent(country) {
-            ctx.gather_continent(id, country, rng, out);
+            if unchecked {
+                ctx.gather_continent::<false>(id, country, rng, out);
+            } else {
+                ctx.gather_continent::<true>(id, country, rng, out);
+            }
             ctx.close_tier(out);
+        }
+        if unchecked {
+            ctx.note_listed(from, out);
         }
     }
 
@@ -1067,6 +1121,60 @@ pub(crate) mod tests {
             vec![h]
         );
         assert_eq!(sel.notes, vec![Note::Netblock, Note::Global]);
+    }
+
+    /// The country and continent tiers skip the "already listed" check
+    /// when nothing came before them; the global tier after them still
+    /// lists each host once.
+    #[test]
+    fn the_global_tier_does_not_repeat_country_or_continent_hosts() {
+        let mut w = World::new();
+        let de = [w.simple("DE"), w.simple("DE")];
+        let fr = w.simple("FR");
+        let us = w.simple("US");
+        let idx = w.index();
+        assert!(idx.slots(0).countries_disjoint);
+        for seed in 0..20 {
+            let ask = Ask {
+                country: Some("DE"),
+                minimum: 10,
+                ..Ask::default()
+            };
+            let got: Vec<HostIdx> = run_with(&idx, &ask, seed)
+                .picks
+                .iter()
+                .map(|p| p.host)
+                .collect();
+            assert_eq!(got.len(), 4, "{got:?}");
+            assert_eq!(sorted(got[..2].to_vec()), sorted(de.to_vec()));
+            assert_eq!(got[2..], [fr, us]);
+        }
+    }
+
+    /// A set whose country lists share a host (not made from hosts of one
+    /// country each, but possible in a cache) keeps the check, so the host
+    /// is listed once.
+    #[test]
+    fn a_host_in_two_country_lists_is_listed_once() {
+        let mut w = World::new();
+        let both = w.simple("DE");
+        let at = w.simple("AT");
+        w.by_country.push((cc("AT"), vec![both]));
+        let idx = w.index();
+        assert!(!idx.slots(0).countries_disjoint);
+        for seed in 0..20 {
+            let ask = Ask {
+                country: Some("DE"),
+                ..Ask::default()
+            };
+            let got: Vec<HostIdx> = run_with(&idx, &ask, seed)
+                .picks
+                .iter()
+                .map(|p| p.host)
+                .collect();
+            assert_eq!(got[0], both);
+            assert_eq!(sorted(got), sorted(vec![both, at]));
+        }
     }
 
     #[test]
