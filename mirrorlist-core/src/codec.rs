@@ -1,7 +1,9 @@
-//! The one place that names the payload encoding (bincode 2, standard
-//! configuration, through serde). Both the cache file and the wire frames
-//! call these two functions, and both carry a format version of their own,
-//! so the encoding can be replaced here without touching anything else.
+//! The cache file's payload encoding (bincode 2, standard configuration,
+//! through serde), named here only. The wire frames use the same encoding
+//! but write and read their few fields directly (`protocol`: serde cost
+//! more than the rest of the front end's protocol work), and their tests
+//! hold those bytes to what these functions make. Both formats carry a
+//! version of their own, so either can change without the other.
 
 use serde::{de::DeserializeOwned, Serialize};
 

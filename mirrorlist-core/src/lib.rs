@@ -15,7 +15,8 @@
 //!   front end's leases on them, and passing the region's descriptor.
 //! - [`time`]: calendar dates from Unix time.
 //! - [`limits`]: the open-file limit both servers raise at start.
-//! - `codec`: the payload encoding, named in that one module only.
+//! - `codec`: the cache file's payload encoding (bincode through serde),
+//!   which the frames write and read by hand.
 //!
 //! Nothing here does network I/O or needs an async runtime: the server, the
 //! front end and the builder bring their own.

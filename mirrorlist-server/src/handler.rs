@@ -25,7 +25,6 @@ use std::cell::RefCell;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::shuffle_rng::ShuffleRng;
 use mirrorlist_core::model::{Country, FileEntry};
 use mirrorlist_core::protocol::{Endpoint, Reply, Request, RequestRef, SharedBody};
 use mirrorlist_core::shm::Ring;
@@ -36,6 +35,7 @@ use crate::index::Index;
 use crate::query::{IpParam, ProtocolSet, Query};
 use crate::render::{self, ChunkOut, Head, Target};
 use crate::select::{self, Params, Selection};
+use crate::shuffle_rng::ShuffleRng;
 
 /// Everything a request is answered from. Built once per cache (re)load.
 pub struct State {

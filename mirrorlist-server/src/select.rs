@@ -55,7 +55,6 @@
 
 use std::net::IpAddr;
 
-use crate::shuffle_rng::ShuffleRng;
 use mirrorlist_core::model::{Country, HostIdx, HostSet};
 
 use crate::asn::AsnTable;
@@ -64,6 +63,7 @@ use crate::geo::{geo_address, GeoLookup};
 use crate::index::{DirSlots, Index, GATE_FLAGS, NO_IPV4, NO_IPV6, PRIVATE, RESTRICTED};
 use crate::keysort;
 use crate::query::{Place, ProtocolSet};
+use crate::shuffle_rng::ShuffleRng;
 
 /// Where a client is, as far as selection cares.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

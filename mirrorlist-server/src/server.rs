@@ -11,7 +11,6 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::shuffle_rng::ShuffleRng;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use mirrorlist_core::cachefile;
@@ -30,6 +29,7 @@ use crate::asn::AsnTable;
 use crate::config::{Config, Sources};
 use crate::geo::{GeoLookup, MaxmindGeo};
 use crate::handler::{self, State};
+use crate::shuffle_rng::ShuffleRng;
 
 /// What the outside world asks of a running server (signals translated once,
 /// at the edge, into these).
