@@ -680,7 +680,12 @@ pub(crate) mod tests {
     }
 
     fn hosts(index: &Index, ask: &Ask<'_>) -> Vec<HostIdx> {
-        run_with(index, ask, 7)
+        picked(index, ask, 7)
+    }
+
+    /// The hosts picked for `ask` with the generator seeded by `seed`.
+    fn picked(index: &Index, ask: &Ask<'_>, seed: u64) -> Vec<HostIdx> {
+        run_with(index, ask, seed)
             .picks
             .iter()
             .map(|p| p.host)
@@ -748,11 +753,7 @@ pub(crate) mod tests {
                 minimum: 0,
                 ..Ask::default()
             };
-            let got: Vec<HostIdx> = run_with(&idx, &ask, seed)
-                .picks
-                .iter()
-                .map(|p| p.host)
-                .collect();
+            let got = picked(&idx, &ask, seed);
             assert_eq!(got, vec![narrow, wide], "seed {seed}");
         }
     }
@@ -1140,11 +1141,7 @@ pub(crate) mod tests {
                 minimum: 10,
                 ..Ask::default()
             };
-            let got: Vec<HostIdx> = run_with(&idx, &ask, seed)
-                .picks
-                .iter()
-                .map(|p| p.host)
-                .collect();
+            let got = picked(&idx, &ask, seed);
             assert_eq!(got.len(), 4, "{got:?}");
             assert_eq!(sorted(got[..2].to_vec()), sorted(de.to_vec()));
             assert_eq!(got[2..], [fr, us]);
@@ -1167,11 +1164,7 @@ pub(crate) mod tests {
                 country: Some("DE"),
                 ..Ask::default()
             };
-            let got: Vec<HostIdx> = run_with(&idx, &ask, seed)
-                .picks
-                .iter()
-                .map(|p| p.host)
-                .collect();
+            let got = picked(&idx, &ask, seed);
             assert_eq!(got[0], both);
             assert_eq!(sorted(got), sorted(vec![both, at]));
         }
