@@ -1,7 +1,7 @@
 //! Routing, decoding, client address and reply passthrough.
 
 use mirrorlist_core::protocol::Endpoint;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::client::{self, get, send};
@@ -272,6 +272,50 @@ async fn keep_alive_serves_several_requests_per_connection() {
             .unwrap();
         let third = client::read_response(&mut reader).await;
         assert_eq!(third.text(), expected(Endpoint::Mirrorlist, "127.0.0.1", &[("n", "3")]));
+    })
+    .await;
+}
+
+/// The header read timeout closes a connection that sends half a request
+/// head and stops (slowloris), and one that stays idle after its answer.
+/// Only the outcome is checked: the guard, not a clock, bounds the wait.
+#[tokio::test]
+async fn half_sent_heads_and_idle_connections_are_closed() {
+    guard(async {
+        let d = dir();
+        let _fake = Fake::start(&d.socket, false);
+        let mut cfg = config(&d);
+        cfg.header_timeout = std::time::Duration::from_millis(100);
+        let front = Front::start(cfg).await;
+
+        let mut slow = TcpStream::connect(front.addr).await.unwrap();
+        slow.write_all(b"GET /mirrorlist?n=1 HTTP/1.1\r\nHost: t\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        slow.read_to_end(&mut rest).await.unwrap();
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("200 OK"),
+            "a half-sent head was answered: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+
+        let stream = TcpStream::connect(front.addr).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        reader
+            .get_mut()
+            .write_all(b"GET /mirrorlist?n=2 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = client::read_response(&mut reader).await;
+        assert_eq!(
+            answer.text(),
+            expected(Endpoint::Mirrorlist, "127.0.0.1", &[("n", "2")])
+        );
+        // Idle after the answer: closed, with nothing more sent.
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     })
     .await;
 }
