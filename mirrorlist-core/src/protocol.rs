@@ -598,10 +598,12 @@ pub fn decode_reply_head(frame: &RawFrame<'_>) -> Result<ReplyHead, FrameError> 
 
 fn read_head(head: &mut Reader<'_>, body: BodyAt) -> Result<ReplyHead, &'static str> {
     let status = u16::try_from(head.varint()?).map_err(|_| "status above 65535")?;
-    let content_type = match head.str()? {
-        TEXT_PLAIN => Cow::Borrowed(TEXT_PLAIN),
-        METALINK => Cow::Borrowed(METALINK),
-        other => Cow::Owned(other.to_owned()),
+    // The usual two are recognised by their bytes, before (and instead
+    // of) a UTF-8 check.
+    let content_type = match head.bytes()? {
+        b if b == TEXT_PLAIN.as_bytes() => Cow::Borrowed(TEXT_PLAIN),
+        b if b == METALINK.as_bytes() => Cow::Borrowed(METALINK),
+        b => Cow::Owned(utf8(b)?.to_owned()),
     };
     let count = head.pairs()?;
     let mut headers = Vec::with_capacity(count);
@@ -631,6 +633,10 @@ fn put_head(status: u16, content_type: &str, headers: &[(String, String)], out: 
         put_str(name, out);
         put_str(value, out);
     }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, &'static str> {
+    std::str::from_utf8(bytes).map_err(|_| "a string is not UTF-8")
 }
 
 /// Reads what [`put_varint`] and [`put_str`] write, from the front of
@@ -670,8 +676,13 @@ impl<'a> Reader<'a> {
 
     /// A string as [`put_str`] writes it, borrowed.
     fn str(&mut self) -> Result<&'a str, &'static str> {
+        utf8(self.bytes()?)
+    }
+
+    /// The bytes of a string as [`put_str`] writes it, unchecked.
+    fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
         let len = usize::try_from(self.varint()?).map_err(|_| "cut short")?;
-        std::str::from_utf8(self.take(len)?).map_err(|_| "a string is not UTF-8")
+        self.take(len)
     }
 
     /// A count of pairs of strings: each takes at least two bytes, so no
