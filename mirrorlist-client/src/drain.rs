@@ -110,8 +110,11 @@ impl<C: GracefulConnection> Future for Watched<C> {
         let this = &mut *self;
         if !this.told {
             if !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                // Cloned, and the old one dropped, outside the lock: a
+                // waker's own code never runs under it.
                 let waker = cx.waker().clone();
-                this.shared.open().insert(this.id, Some(waker.clone()));
+                let old = this.shared.open().insert(this.id, Some(waker.clone()));
+                drop(old);
                 this.waker = Some(waker);
             }
             // Read after the waker is in place: a shutdown that comes
@@ -127,9 +130,13 @@ impl<C: GracefulConnection> Future for Watched<C> {
 
 impl<C> Drop for Watched<C> {
     fn drop(&mut self) {
-        let mut open = self.shared.open();
-        open.remove(&self.id);
-        if open.is_empty() && self.shared.stopping.load(Ordering::SeqCst) {
+        let (waker, last) = {
+            let mut open = self.shared.open();
+            (open.remove(&self.id), open.is_empty())
+        };
+        // The waker is dropped and the waiter told outside the lock.
+        drop(waker);
+        if last && self.shared.stopping.load(Ordering::SeqCst) {
             self.shared.last_closed.notify_waiters();
         }
     }

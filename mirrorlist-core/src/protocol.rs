@@ -538,7 +538,9 @@ fn read_request<'a>(r: &mut Reader<'a>) -> Result<RequestRef<'a>, &'static str> 
         _ => return Err("client address neither absent nor present"),
     };
     let count = r.pairs()?;
-    let mut query = Vec::with_capacity(count);
+    // Bounded by the bytes left, but a pair takes 32 bytes in memory and
+    // 2 in the frame: a made-up count reserves no more than a real query.
+    let mut query = Vec::with_capacity(count.min(PAIRS_RESERVED));
     for _ in 0..count {
         let k = r.str()?;
         let v = r.str()?;
@@ -606,7 +608,7 @@ fn read_head(head: &mut Reader<'_>, body: BodyAt) -> Result<ReplyHead, &'static 
         b => Cow::Owned(utf8(b)?.to_owned()),
     };
     let count = head.pairs()?;
-    let mut headers = Vec::with_capacity(count);
+    let mut headers = Vec::with_capacity(count.min(PAIRS_RESERVED));
     for _ in 0..count {
         let name = head.str()?.to_owned();
         let value = head.str()?.to_owned();
@@ -634,6 +636,10 @@ fn put_head(status: u16, content_type: &str, headers: &[(String, String)], out: 
         put_str(value, out);
     }
 }
+
+/// How many query pairs or headers a reader reserves room for before
+/// it has read them; more grow the vector as they come.
+const PAIRS_RESERVED: usize = 64;
 
 fn utf8(bytes: &[u8]) -> Result<&str, &'static str> {
     std::str::from_utf8(bytes).map_err(|_| "a string is not UTF-8")

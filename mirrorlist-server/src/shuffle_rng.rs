@@ -4,7 +4,7 @@
 //!
 //! Each answer draws ~190 numbers (one Exp(1) variate per host,
 //! [`crate::exp`]), so the generator's cost is per host: xoshiro256++
-//! (`rand`'s `ShuffleRng`) measured ~15 instructions a draw under callgrind,
+//! (`rand`'s `SmallRng`) measured ~15 instructions a draw under callgrind,
 //! about 5% of a /mirrorlist answer, most of it loading and storing its
 //! four words of state. wyrand keeps one word, adds a constant and
 //! multiplies. Its output passes BigCrush and PractRand; it is not
