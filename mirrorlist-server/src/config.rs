@@ -54,6 +54,11 @@ pub struct Args {
     /// socket too.
     #[arg(long, default_value = "8M", value_name = "BYTES", value_parser = parse_shm_size)]
     pub shm_size: usize,
+    /// Threads answering requests, each with its own runtime and its share
+    /// of the connections (a new connection goes to the thread serving
+    /// the fewest) [default: one per CPU].
+    #[arg(long, value_name = "N", value_parser = parse_workers)]
+    pub workers: Option<usize>,
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub shutdown_timeout: u64,
@@ -75,6 +80,19 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         _ => Err(format!("{s:?} is not an octal file mode such as 0660")),
     }
 }
+
+fn parse_workers(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("at least one worker is needed".to_owned()),
+        Ok(n) if n <= MAX_WORKERS => Ok(n),
+        Ok(_) => Err(format!("at most {MAX_WORKERS} workers")),
+        Err(_) => Err(format!("{s:?} is not a number of threads")),
+    }
+}
+
+/// More threads than this would only add wake-ups: a front end holds a few
+/// connections per CPU of its own.
+pub const MAX_WORKERS: usize = 256;
 
 fn parse_shm_size(s: &str) -> Result<usize, String> {
     let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
@@ -126,6 +144,8 @@ pub struct Config {
     pub shutdown_timeout: std::time::Duration,
     /// Bytes of shared memory per connection that asks; 0: none.
     pub shm_size: usize,
+    /// Threads serving connections (at least 1).
+    pub workers: usize,
 }
 
 impl Args {
@@ -142,6 +162,9 @@ impl Args {
             allow_uid: self.allow_uid.clone(),
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
             shm_size: self.shm_size,
+            workers: self
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         }
     }
 }
@@ -167,6 +190,23 @@ mod tests {
         assert_eq!(a.minimum, 5);
         assert_eq!(a.socket_mode, 0o660);
         assert_eq!(a.shm_size, 8 << 20);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(a.config().workers, cpus, "one worker per CPU unless told");
+    }
+
+    #[test]
+    fn workers() {
+        let with = |n: &str| Args::try_parse_from(["s", "--cache", "c", "--check", "--workers", n]);
+        assert_eq!(with("3").unwrap().config().workers, 3);
+        assert_eq!(with("256").unwrap().config().workers, 256);
+        for bad in ["0", "257", "two", ""] {
+            let e = with(bad).expect_err(bad).to_string();
+            assert!(e.contains("--workers"), "{bad}: {e}");
+        }
+        assert!(with("0")
+            .unwrap_err()
+            .to_string()
+            .contains("at least one worker"));
     }
 
     #[test]

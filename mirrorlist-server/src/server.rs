@@ -1,13 +1,18 @@
 //! The running server: accepts connections on the Unix socket, answers the
 //! frames on each one, swaps in new data on reload, and stops cleanly.
 //!
-//! Everything runs on one current-thread runtime: the work per request is a
-//! few microseconds, so cross-thread wake-ups would cost more than they
-//! save. Loading a new cache is the one slow thing; it runs on a blocking
-//! thread and the result is swapped in with one atomic pointer store, so
-//! requests already holding the old data finish on it.
+//! Connections are served by `--workers` threads, each with a
+//! current-thread runtime of its own: a connection stays on the thread it
+//! was given (the one serving the fewest connections when it arrived), so
+//! a request never crosses threads, and the few pipelined connections of
+//! a front end are answered side by side. The first worker is the calling
+//! runtime, which also accepts, takes the signals' messages and flushes
+//! the log. Loading a new cache is the one slow thing; it runs on a
+//! blocking thread and the result is swapped in with one atomic pointer
+//! store, so requests already holding the old data finish on it.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +26,8 @@ use rand::SeedableRng;
 use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::accesslog::AccessLog;
@@ -135,14 +141,15 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut flush = tokio::time::interval(Duration::from_secs(1));
-    tracing::info!("ready");
+    let workers = Workers::start(config.workers).context("starting the worker threads")?;
+    tracing::info!(workers = config.workers, "ready");
 
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     if let Some(stream) = admit(stream, &shared.allow_uid) {
-                        conns.spawn(serve_connection(stream, shared.clone(), stop_rx.clone()));
+                        workers.serve(&mut conns, stream, &shared, &stop_rx);
                     }
                 }
                 Err(e) => {
@@ -184,8 +191,126 @@ pub async fn run(
         conns.abort_all();
     }
     reloader.abort();
+    workers.stop();
     flush_log(&shared);
     Ok(())
+}
+
+/// The threads connections are served on: the runtime [`run`] is called
+/// on (worker 0) and `n - 1` threads with a current-thread runtime each.
+struct Workers {
+    handles: Vec<Handle>,
+    /// Live connections per worker.
+    live: Vec<Arc<AtomicUsize>>,
+    /// The extra threads, each running until its sender is used or dropped.
+    threads: Vec<(oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl Workers {
+    /// Worker 0 is the current runtime; starts the other `n - 1`.
+    fn start(n: usize) -> io::Result<Workers> {
+        let mut workers = Workers {
+            handles: vec![Handle::current()],
+            live: vec![Arc::default()],
+            threads: Vec::new(),
+        };
+        for i in 1..n.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            workers.handles.push(runtime.handle().clone());
+            workers.live.push(Arc::default());
+            let (stop, stopped) = oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })?;
+            workers.threads.push((stop, thread));
+        }
+        Ok(workers)
+    }
+
+    /// Serves `stream` on the worker with the fewest live connections.
+    fn serve(
+        &self,
+        conns: &mut JoinSet<()>,
+        stream: UnixStream,
+        shared: &Arc<Shared>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let counts: Vec<usize> = self
+            .live
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let worker = least_loaded(&counts);
+        let live = Live::new(self.live[worker].clone());
+        let (shared, stop) = (shared.clone(), stop.clone());
+        tracing::info!(worker, "connection accepted");
+        if worker == 0 {
+            conns.spawn(serve_connection(stream, shared, stop, worker, live));
+            return;
+        }
+        // A stream belongs to the runtime whose reactor registered it: move
+        // it over as a plain socket and register it again there.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot hand a connection to worker {worker}: {e}");
+                return;
+            }
+        };
+        conns.spawn_on(
+            async move {
+                match UnixStream::from_std(stream) {
+                    Ok(stream) => serve_connection(stream, shared, stop, worker, live).await,
+                    Err(e) => tracing::warn!("worker {worker} cannot take a connection: {e}"),
+                }
+            },
+            &self.handles[worker],
+        );
+    }
+
+    /// Ends the extra threads, once their connections are done.
+    fn stop(self) {
+        for (stop, thread) in self.threads {
+            let _ = stop.send(());
+            if thread.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+    }
+}
+
+/// The index of the smallest count, the first of equals.
+fn least_loaded(counts: &[usize]) -> usize {
+    let mut best = 0;
+    for (i, &n) in counts.iter().enumerate() {
+        if n < counts[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// One live connection counted against its worker, until dropped (when
+/// the connection's task ends, or is aborted).
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: Arc<AtomicUsize>) -> Live {
+        count.fetch_add(1, Ordering::Relaxed);
+        Live(count)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn reopen_log(shared: &Shared) {
@@ -315,18 +440,22 @@ async fn serve_connection(
     mut stream: UnixStream,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    worker: usize,
+    live: Live,
 ) {
     let mut conn = Conn::default();
     serve(&mut stream, &shared, stop, &mut conn).await;
-    if let Some(ring) = &conn.ring {
-        let stats = ring.stats();
-        tracing::info!(
-            frames = conn.frames,
-            shared_bodies = stats.shared,
-            region_full = stats.full,
-            "connection closed"
-        );
-    }
+    // Counted off before the line below, so a new connection that follows
+    // the line sees this worker's count without it.
+    drop(live);
+    let stats = conn.ring.as_ref().map(Ring::stats).unwrap_or_default();
+    tracing::info!(
+        worker,
+        frames = conn.frames,
+        shared_bodies = stats.shared,
+        region_full = stats.full,
+        "connection closed"
+    );
 }
 
 async fn serve(
@@ -542,4 +671,53 @@ pub fn spawn_signal_thread() -> io::Result<mpsc::UnboundedReceiver<Control>> {
             }
         })?;
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_goes_to_the_least_loaded_worker_first_of_equals() {
+        assert_eq!(least_loaded(&[0]), 0);
+        assert_eq!(least_loaded(&[0, 0]), 0);
+        assert_eq!(least_loaded(&[1, 0]), 1);
+        assert_eq!(least_loaded(&[1, 1, 0, 0]), 2);
+        assert_eq!(least_loaded(&[3, 2, 2, 5]), 1);
+    }
+
+    #[test]
+    fn live_connections_are_counted_until_dropped() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let a = Live::new(count.clone());
+        let b = Live::new(count.clone());
+        assert_eq!(count.load(Ordering::Relaxed), 2);
+        drop(a);
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+        drop(b);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn workers_start_and_stop() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let workers = Workers::start(3).unwrap();
+            assert_eq!(workers.handles.len(), 3);
+            // Each extra worker runs tasks on a thread of its own.
+            let mut names = Vec::new();
+            for h in &workers.handles[1..] {
+                let name = h
+                    .spawn(async { std::thread::current().name().map(str::to_owned) })
+                    .await
+                    .unwrap();
+                names.push(name.unwrap());
+            }
+            assert_eq!(names, ["worker-1", "worker-2"]);
+            workers.stop();
+        });
+    }
 }

@@ -588,3 +588,71 @@ fn shared_memory_can_be_turned_off() {
     assert!(!c.last_shared);
     check_metalink(&r.body);
 }
+
+#[test]
+fn connections_are_spread_over_the_workers_and_counted_off_when_closed() {
+    let mut server = start_with(&["--workers", "2"]);
+    assert!(
+        server.proc.log().contains("workers=2"),
+        "{}",
+        server.proc.log()
+    );
+    let open = |server: &mut Server, want: &str| {
+        let mut c = server.connect();
+        assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
+        let line = server.proc.wait_for("connection accepted");
+        assert!(line.contains(want), "wanted {want}: {line}");
+        c
+    };
+    let mut a = open(&mut server, "worker=0");
+    let b = open(&mut server, "worker=1");
+    // Equal counts: the first worker.
+    let mut c = open(&mut server, "worker=0");
+    drop(b);
+    let closed = server.proc.wait_for("connection closed");
+    assert!(closed.contains("worker=1"), "{closed}");
+    // Two against none: the second worker, twice (had the closed one
+    // still counted, the second would go to the first worker).
+    let mut d = open(&mut server, "worker=1");
+    let mut e = open(&mut server, "worker=1");
+    // All of them answer, pipelined, side by side.
+    let ids: Vec<_> = [&mut a, &mut c, &mut d, &mut e]
+        .into_iter()
+        .map(|conn| {
+            let ids: Vec<u32> = (0..10).map(|_| conn.send(&mirrorlist()).unwrap()).collect();
+            ids
+        })
+        .collect();
+    for (conn, ids) in [&mut a, &mut c, &mut d, &mut e].into_iter().zip(ids) {
+        for id in ids {
+            let (got, reply) = conn.recv().unwrap();
+            assert_eq!(got, id);
+            assert_eq!(reply.status, 200);
+            assert_eq!(generation(&reply.body), 1);
+        }
+    }
+}
+
+#[test]
+fn a_reload_reaches_every_worker() {
+    let mut server = start_with(&["--workers", "3"]);
+    let mut conns: Vec<FrameClient> = (0..3)
+        .map(|_| {
+            let mut c = server.connect();
+            assert_eq!(generation(&c.call(&mirrorlist()).unwrap().body), 1);
+            c
+        })
+        .collect();
+    for want in ["worker=0", "worker=1", "worker=2"] {
+        let line = server.proc.wait_for("connection accepted");
+        assert!(line.contains(want), "wanted {want}: {line}");
+    }
+    cachefile::write_atomic(&server.cache(), &fixtures::cache(2)).expect("new cache");
+    server.proc.signal(Signal::SIGHUP);
+    server.proc.wait_for("reloaded");
+    for c in &mut conns {
+        assert_eq!(generation(&c.call(&mirrorlist()).unwrap().body), 2);
+    }
+    server.proc.signal(Signal::SIGTERM);
+    assert!(server.proc.wait_exit().success(), "{}", server.proc.log());
+}
