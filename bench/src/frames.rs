@@ -5,7 +5,8 @@
 //! Each connection first asks for a shared region for bodies, as the front
 //! end does (so large bodies come through it, and are released as soon as
 //! their reply is counted). Each connection keeps `depth` requests in flight: it writes a batch,
-//! reads until every reply of the batch is in, and repeats. Prints
+//! reads until every reply of the batch is in, and repeats, for a time or
+//! for a number of requests ([`Limit`]). Prints
 //! `frames requests=N seconds=S rps=R avg_body=B non2xx=E errors=E`.
 
 use std::path::Path;
@@ -41,6 +42,25 @@ fn request(path: &str) -> anyhow::Result<Request> {
     })
 }
 
+/// How long the load goes on.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    /// For this many seconds.
+    Seconds(f64),
+    /// For exactly this many requests in all. With a multiple of twice
+    /// the paths' count spread over two connections, every path is asked
+    /// equally often: an instruction count that does not depend on where
+    /// a time limit cut the rotation.
+    Requests(u64),
+}
+
+/// Connection `c` of `n`'s share of `total` requests (the first ones take
+/// the remainder).
+fn share(total: u64, c: usize, n: usize) -> u64 {
+    let (n, c) = (n as u64, c as u64);
+    total / n + u64::from(c < total % n)
+}
+
 #[derive(Default)]
 struct Tally {
     requests: u64,
@@ -55,6 +75,7 @@ async fn connection(
     offset: usize,
     depth: usize,
     until: Instant,
+    quota: Option<u64>,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut stream = match UnixStream::connect(socket).await {
@@ -74,7 +95,18 @@ async fn connection(
     let mut next = offset;
     let mut wbuf = Vec::with_capacity(64 * 1024);
     let mut rbuf: Vec<u8> = Vec::with_capacity(1 << 20);
-    while Instant::now() < until {
+    let mut sent = 0u64;
+    loop {
+        let batch = match quota {
+            Some(q) => (q - sent).min(depth as u64) as usize,
+            None if Instant::now() < until => depth,
+            None => 0,
+        };
+        if batch == 0 {
+            break;
+        }
+        sent += batch as u64;
+        let depth = batch;
         wbuf.clear();
         for _ in 0..depth {
             wbuf.extend_from_slice(&frames[next % frames.len()]);
@@ -154,7 +186,7 @@ pub async fn run(
     paths: &Path,
     connections: usize,
     depth: usize,
-    duration: f64,
+    limit: Limit,
 ) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(paths).with_context(|| format!("reading {}", paths.display()))?;
@@ -166,19 +198,24 @@ pub async fn run(
     }
     anyhow::ensure!(!frames.is_empty(), "no paths in {}", paths.display());
     let start = Instant::now();
-    let until = start + Duration::from_secs_f64(duration);
+    let (until, total) = match limit {
+        Limit::Seconds(s) => (start + Duration::from_secs_f64(s), None),
+        Limit::Requests(n) => (start, Some(n)),
+    };
+    let connections = connections.max(1);
     let local = tokio::task::LocalSet::new();
     let frames = std::rc::Rc::new(frames);
     let socket = socket.to_path_buf();
     let tallies = local
         .run_until(async {
-            let handles: Vec<_> = (0..connections.max(1))
+            let handles: Vec<_> = (0..connections)
                 .map(|c| {
                     let frames = frames.clone();
                     let socket = socket.clone();
-                    let offset = c * frames.len() / connections.max(1);
+                    let offset = c * frames.len() / connections;
+                    let quota = total.map(|n| share(n, c, connections));
                     tokio::task::spawn_local(async move {
-                        connection(&socket, &frames, offset, depth.max(1), until).await
+                        connection(&socket, &frames, offset, depth.max(1), until, quota).await
                     })
                 })
                 .collect();
@@ -207,4 +244,19 @@ pub async fn run(
         t.errors
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        for (total, n) in [(0, 1), (10, 1), (10, 3), (65536, 2), (7, 8)] {
+            let shares: Vec<u64> = (0..n).map(|c| share(total, c, n)).collect();
+            assert_eq!(shares.iter().sum::<u64>(), total, "{total} over {n}");
+            let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{shares:?}");
+        }
+    }
 }

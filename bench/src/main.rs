@@ -84,6 +84,12 @@ enum Command {
         /// Seconds to run.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// Send exactly this many requests (shared out evenly among the
+        /// connections, each going on through the paths from where it
+        /// starts), however long they take, instead of running for
+        /// `--duration`.
+        #[arg(long)]
+        requests: Option<u64>,
     },
     /// Serve a fixed body over HTTP/1.1: `/metalink*` gets `--metalink-size`
     /// bytes, everything else `--mirrorlist-size`.
@@ -141,7 +147,14 @@ fn main() -> anyhow::Result<()> {
             connections,
             depth,
             duration,
-        } => rt()?.block_on(frames::run(&socket, &paths, connections, depth, duration)),
+            requests,
+        } => {
+            let limit = match requests {
+                Some(n) => frames::Limit::Requests(n),
+                None => frames::Limit::Seconds(duration),
+            };
+            rt()?.block_on(frames::run(&socket, &paths, connections, depth, limit))
+        }
         Command::FixedHttp {
             listen,
             mirrorlist_size,
