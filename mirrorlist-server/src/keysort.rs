@@ -98,11 +98,20 @@ pub fn sort(keys: &mut [u64], scratch: &mut Scratch) {
         scratch.counts[b] += 1;
     }
     // Buckets are in order, so a key moves back past keys of its own
-    // bucket only: at most CROWDED steps.
+    // bucket only: at most CROWDED steps. Whether a key moves at all is a
+    // coin toss for the branch predictor (about one key in four does;
+    // that branch was most of the sort's cycles), so the first step is
+    // taken without a branch: the largest key so far, kept in a register,
+    // goes to the end either way, and only a second step, rare and well
+    // predicted, branches.
     let sorted = &mut scratch.spare[..n];
+    let mut top = sorted[0];
     for i in 1..n {
         let k = sorted[i];
-        let mut j = i;
+        let moves = top > k;
+        top = top.max(k);
+        sorted[i] = top;
+        let mut j = i - usize::from(moves);
         while j > 0 && sorted[j - 1] > k {
             sorted[j] = sorted[j - 1];
             j -= 1;
