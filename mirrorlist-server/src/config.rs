@@ -95,7 +95,7 @@ fn parse_workers(s: &str) -> Result<usize, String> {
 /// second worker measured as more CPU per request for the same
 /// throughput (BENCHMARKS.md, change 33).
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, MAX_WORKERS))
 }
 
 /// More threads than this would only add wake-ups: a front end holds a few

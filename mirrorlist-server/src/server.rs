@@ -215,19 +215,33 @@ impl Workers {
             threads: Vec::new(),
         };
         for i in 1..n.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            workers.handles.push(runtime.handle().clone());
-            workers.live.push(Arc::default());
             let (stop, stopped) = oneshot::channel::<()>();
+            let (started, handle) = std::sync::mpsc::channel();
+            // The runtime is built, and dropped, on its own thread: a
+            // runtime dropped on this one (inside `block_on`) would panic.
             let thread = std::thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(runtime.handle().clone()));
                     runtime.block_on(async {
                         let _ = stopped.await;
                     });
                 })?;
+            let handle = handle
+                .recv()
+                .map_err(|_| io::Error::other("a worker thread ended while starting"))??;
+            workers.handles.push(handle);
+            workers.live.push(Arc::default());
             workers.threads.push((stop, thread));
         }
         Ok(workers)
@@ -244,7 +258,7 @@ impl Workers {
         let counts: Vec<usize> = self
             .live
             .iter()
-            .map(|c| c.load(Ordering::Relaxed))
+            .map(|c| c.load(Ordering::Acquire))
             .collect();
         let worker = least_loaded(&counts);
         let live = Live::new(self.live[worker].clone());
@@ -309,7 +323,9 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        // Release: a connection accepted after this one's "closed" line
+        // sees the count without it (the Acquire load in `serve`).
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -372,6 +388,11 @@ pub fn release_free_memory() {
     }
 }
 
+/// How long a reload waits for batches still answering with the old data
+/// to finish before dropping its reference anyway (the last worker to let
+/// go then frees it). A batch takes milliseconds.
+const OLD_STATE_PATIENCE: Duration = Duration::from_secs(10);
+
 async fn reload_loop(shared: Arc<Shared>, sources: Sources, notify: Arc<Notify>) {
     loop {
         notify.notified().await;
@@ -380,8 +401,15 @@ async fn reload_loop(shared: Arc<Shared>, sources: Sources, notify: Arc<Notify>)
         match tokio::task::spawn_blocking(move || load_state(&src)).await {
             Ok(Ok((state, info))) => {
                 let old = shared.state.swap(Arc::new(state));
-                // Freeing a large cache takes a while: not on this thread.
+                // Freeing a large cache takes a while: not on this thread,
+                // nor on a worker still answering a batch with it (whose
+                // glibc arena would keep the pages): wait until this is the
+                // last reference, then free and trim here.
                 tokio::task::spawn_blocking(move || {
+                    let deadline = Instant::now() + OLD_STATE_PATIENCE;
+                    while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                     drop(old);
                     release_free_memory();
                 });
@@ -573,10 +601,6 @@ fn answer_frames(
     rng: &mut ShuffleRng,
 ) -> Answered {
     let state = shared.state.load();
-    let mut log = shared
-        .log
-        .as_ref()
-        .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
     let mut offset = 0;
     let mut answered = Answered::All;
     loop {
@@ -627,7 +651,10 @@ fn answer_frames(
                     &answer.headers,
                     wbuf,
                 );
-                if let (Some(log), Some(record)) = (log.as_mut(), record) {
+                if let (Some(log), Some(record)) = (&shared.log, record) {
+                    // Locked per record, not per batch: the workers share
+                    // the log, and would otherwise take turns answering.
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
                     if let Err(e) = log.record(&record) {
                         tracing::error!("writing access log: {e}");
                     }

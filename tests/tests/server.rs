@@ -597,6 +597,14 @@ fn connections_are_spread_over_the_workers_and_counted_off_when_closed() {
         "{}",
         server.proc.log()
     );
+    // The second worker is a thread of its own.
+    let tasks = format!("/proc/{}/task", server.proc.pid());
+    let names: Vec<String> = std::fs::read_dir(&tasks)
+        .expect("the server's threads")
+        .map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).unwrap())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "worker-1"), "{names:?}");
     let open = |server: &mut Server, want: &str| {
         let mut c = server.connect();
         assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
