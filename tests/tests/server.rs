@@ -664,3 +664,41 @@ fn a_reload_reaches_every_worker() {
     server.proc.signal(Signal::SIGTERM);
     assert!(server.proc.wait_exit().success(), "{}", server.proc.log());
 }
+
+#[test]
+fn sigterm_ends_a_connection_stuck_in_a_write_on_another_worker() {
+    let mut server = start_with(&["--workers", "2", "--shutdown-timeout", "1"]);
+    let mut idle = server.connect();
+    assert_eq!(idle.call(&mirrorlist()).unwrap().status, 200);
+    let line = server.proc.wait_for("connection accepted");
+    assert!(line.contains("worker=0"), "{line}");
+    let mut stuck = server.connect();
+    assert_eq!(stuck.call(&metalink()).unwrap().status, 200);
+    let line = server.proc.wait_for("connection accepted");
+    assert!(line.contains("worker=1"), "{line}");
+
+    // Metalink requests written until the socket takes no more, and no
+    // reply read: the queued requests' replies are many times what the
+    // socket buffers, so the second worker ends up waiting in a write,
+    // where it does not watch for shutdown; the timeout must end it.
+    let mut block = Vec::new();
+    for i in 0..64 {
+        protocol::encode_request(1000 + i, &metalink(), &mut block);
+    }
+    let s = stuck.stream();
+    s.set_nonblocking(true).unwrap();
+    let mut sent = 0usize;
+    loop {
+        match std::io::Write::write(s, &block[sent % block.len()..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("writing requests: {e}"),
+        }
+    }
+    assert!(sent > 64 * 1024, "only {sent} bytes of requests taken");
+    server.proc.signal(Signal::SIGTERM);
+    assert!(server.proc.wait_exit().success(), "{}", server.proc.log());
+    let log = server.proc.log();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!server.socket().exists(), "socket left behind");
+}
