@@ -106,9 +106,8 @@ async fn connection(
             break;
         }
         sent += batch as u64;
-        let depth = batch;
         wbuf.clear();
-        for _ in 0..depth {
+        for _ in 0..batch {
             wbuf.extend_from_slice(&frames[next % frames.len()]);
             next += 1;
         }
@@ -117,7 +116,7 @@ async fn connection(
             return tally;
         }
         let mut answered = 0;
-        while answered < depth {
+        while answered < batch {
             let mut consumed = 0;
             loop {
                 match protocol::parse_frame(&rbuf[consumed..]) {
@@ -162,7 +161,7 @@ async fn connection(
                 }
             }
             rbuf.drain(..consumed);
-            if answered >= depth {
+            if answered >= batch {
                 break;
             }
             if rbuf.capacity() - rbuf.len() < 256 * 1024 {

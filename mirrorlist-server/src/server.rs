@@ -255,12 +255,7 @@ impl Workers {
         shared: &Arc<Shared>,
         stop: &watch::Receiver<bool>,
     ) {
-        let counts: Vec<usize> = self
-            .live
-            .iter()
-            .map(|c| c.load(Ordering::Acquire))
-            .collect();
-        let worker = least_loaded(&counts);
+        let worker = least_loaded(self.live.iter().map(|c| c.load(Ordering::Acquire)));
         let live = Live::new(self.live[worker].clone());
         let (shared, stop) = (shared.clone(), stop.clone());
         tracing::info!(worker, "connection accepted");
@@ -299,15 +294,15 @@ impl Workers {
     }
 }
 
-/// The index of the smallest count, the first of equals.
-fn least_loaded(counts: &[usize]) -> usize {
-    let mut best = 0;
-    for (i, &n) in counts.iter().enumerate() {
-        if n < counts[best] {
-            best = i;
+/// The index of the smallest count, the first of equals (0 if none).
+fn least_loaded(counts: impl IntoIterator<Item = usize>) -> usize {
+    let mut best = (0, usize::MAX);
+    for (i, n) in counts.into_iter().enumerate() {
+        if n < best.1 {
+            best = (i, n);
         }
     }
-    best
+    best.0
 }
 
 /// One live connection counted against its worker, until dropped (when
@@ -708,11 +703,11 @@ mod tests {
 
     #[test]
     fn a_connection_goes_to_the_least_loaded_worker_first_of_equals() {
-        assert_eq!(least_loaded(&[0]), 0);
-        assert_eq!(least_loaded(&[0, 0]), 0);
-        assert_eq!(least_loaded(&[1, 0]), 1);
-        assert_eq!(least_loaded(&[1, 1, 0, 0]), 2);
-        assert_eq!(least_loaded(&[3, 2, 2, 5]), 1);
+        assert_eq!(least_loaded([0]), 0);
+        assert_eq!(least_loaded([0, 0]), 0);
+        assert_eq!(least_loaded([1, 0]), 1);
+        assert_eq!(least_loaded([1, 1, 0, 0]), 2);
+        assert_eq!(least_loaded([3, 2, 2, 5]), 1);
     }
 
     #[test]
