@@ -490,13 +490,29 @@ async fn serve(
     let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut rng = ShuffleRng::from_rng(&mut rand::rng());
+    // Once the server is shutting down, frames the peer has already sent
+    // are still answered (they are requests in flight), and the
+    // connection ends when nothing more has arrived; the shutdown timeout
+    // bounds a peer that keeps sending.
+    let mut stopping = false;
     loop {
         if rbuf.capacity() - rbuf.len() < 16 * 1024 {
             rbuf.reserve(64 * 1024);
         }
-        let read = tokio::select! {
-            r = stream.read_buf(&mut rbuf) => r,
-            _ = stop.changed() => return,
+        let read = if stopping {
+            match read_arrived(stream, &mut rbuf).await {
+                Some(r) => r,
+                None => return,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = stream.read_buf(&mut rbuf) => r,
+                _ = stop.changed() => {
+                    stopping = true;
+                    continue;
+                }
+            }
         };
         match read {
             Ok(0) => {
@@ -535,6 +551,20 @@ async fn serve(
             wbuf = Vec::with_capacity(64 * 1024);
         }
     }
+}
+
+/// Reads what has already arrived on `stream`, without waiting for more:
+/// `None` if nothing has. The runtime learns that a socket became readable
+/// only when its driver turns, so a shutdown noticed first would otherwise
+/// miss frames that arrived with it; `yield_now` lets the driver turn once.
+async fn read_arrived(stream: &mut UnixStream, rbuf: &mut Vec<u8>) -> Option<io::Result<usize>> {
+    tokio::task::yield_now().await;
+    let mut read = std::pin::pin!(stream.read_buf(rbuf));
+    std::future::poll_fn(|cx| match std::future::Future::poll(read.as_mut(), cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// Writes `bytes` with `fd` attached to the first of them.

@@ -266,6 +266,23 @@ fn sigterm_removes_socket_and_pidfile_and_exits_zero() {
 }
 
 #[test]
+fn frames_sent_before_sigterm_are_answered() {
+    let mut server = start();
+    let mut c = server.connect();
+    assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
+    // Sent, not yet answered, perhaps not yet read by the server when the
+    // signal arrives: requests in flight, which the shutdown finishes.
+    let ids: Vec<u32> = (0..50).map(|_| c.send(&mirrorlist()).unwrap()).collect();
+    server.proc.signal(Signal::SIGTERM);
+    for id in ids {
+        let (got, reply) = c.recv().expect("a reply to every frame sent");
+        assert_eq!(got, id);
+        assert_eq!(reply.status, 200);
+    }
+    assert!(server.proc.wait_exit().success(), "{}", server.proc.log());
+}
+
+#[test]
 fn two_thousand_connections_at_once_are_all_answered() {
     // Started with a soft open-file limit of 256, as conservative systems
     // have: the server raises it to the hard limit itself.
@@ -598,13 +615,11 @@ fn connections_are_spread_over_the_workers_and_counted_off_when_closed() {
         server.proc.log()
     );
     // The second worker is a thread of its own.
-    let tasks = format!("/proc/{}/task", server.proc.pid());
-    let names: Vec<String> = std::fs::read_dir(&tasks)
-        .expect("the server's threads")
-        .map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).unwrap())
-        .map(|n| n.trim().to_owned())
-        .collect();
-    assert!(names.iter().any(|n| n == "worker-1"), "{names:?}");
+    assert!(
+        thread_named(&server, "worker-1").is_some(),
+        "no worker-1 among {:?}",
+        threads(&server)
+    );
     let open = |server: &mut Server, want: &str| {
         let mut c = server.connect();
         assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
@@ -639,6 +654,67 @@ fn connections_are_spread_over_the_workers_and_counted_off_when_closed() {
             assert_eq!(generation(&reply.body), 1);
         }
     }
+}
+
+/// The server's threads: each one's `/proc` directory and name.
+fn threads(server: &Server) -> Vec<(PathBuf, String)> {
+    let tasks = format!("/proc/{}/task", server.proc.pid());
+    std::fs::read_dir(&tasks)
+        .expect("the server's threads")
+        .map(|t| {
+            let dir = t.unwrap().path();
+            let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            (dir, name.trim().to_owned())
+        })
+        .collect()
+}
+
+fn thread_named(server: &Server, name: &str) -> Option<PathBuf> {
+    threads(server)
+        .into_iter()
+        .find_map(|(dir, n)| (n == name).then_some(dir))
+}
+
+/// How long a thread has run so far, in nanoseconds (the first field of
+/// its `/proc/…/schedstat`). A thread parked with nothing to do does not
+/// move it at all.
+fn run_time(thread: &Path) -> u64 {
+    let stat = std::fs::read_to_string(thread.join("schedstat")).expect("the thread's schedstat");
+    stat.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no run time in {stat:?}"))
+}
+
+#[test]
+fn a_second_workers_connection_is_answered_on_its_own_thread() {
+    let mut server = start_with(&["--workers", "2"]);
+    let mut on_zero = server.connect();
+    assert_eq!(on_zero.call(&mirrorlist()).unwrap().status, 200);
+    let line = server.proc.wait_for("connection accepted");
+    assert!(line.contains("worker=0"), "{line}");
+    let mut on_one = server.connect();
+    assert_eq!(on_one.call(&mirrorlist()).unwrap().status, 200);
+    let line = server.proc.wait_for("connection accepted");
+    assert!(line.contains("worker=1"), "{line}");
+    let worker = thread_named(&server, "worker-1").expect("a worker-1 thread");
+    let calls = |conn: &mut FrameClient| {
+        let before = run_time(&worker);
+        for _ in 0..200 {
+            assert_eq!(conn.call(&metalink()).unwrap().status, 200);
+        }
+        run_time(&worker) - before
+    };
+    // Worker 1's thread runs while its connection is answered, and not
+    // (or next to nothing: a stray wake-up) while worker 0's is; had
+    // both connections been served on one thread, the two would be alike.
+    let answering = calls(&mut on_one);
+    let idle = calls(&mut on_zero);
+    assert!(answering > 0, "worker-1 did not run while answering");
+    assert!(
+        answering > 10 * idle,
+        "worker-1 ran {answering} ns answering its connection and {idle} ns while worker 0 answered"
+    );
 }
 
 #[test]
@@ -699,6 +775,9 @@ fn sigterm_ends_a_connection_stuck_in_a_write_on_another_worker() {
     server.proc.signal(Signal::SIGTERM);
     assert!(server.proc.wait_exit().success(), "{}", server.proc.log());
     let log = server.proc.log();
+    // Ended by the timeout: the worker, blocked in that write, never
+    // looks at the shutdown signal itself.
+    assert!(log.contains("shutdown timeout reached"), "{log}");
     assert!(log.contains("stopped"), "{log}");
     assert!(!server.socket().exists(), "socket left behind");
 }
