@@ -433,12 +433,25 @@ async fn reload_loop(shared: Arc<Shared>, sources: Sources, notify: Arc<Notify>)
 /// and matches what a Unix socket buffer takes at once.
 const WRITE_BATCH: usize = 256 * 1024;
 
+/// The replies to the first this many frames of a read go out before the
+/// rest are answered. A read of many frames (the front end forwards each
+/// of its wake-ups' requests in one write) would otherwise keep every
+/// reply back until the last is rendered, and the front end, which has
+/// nothing else to do, would sit idle for that long: the stack left 12–18%
+/// of this two-CPU machine idle at 100 connections. Measured with
+/// `bench/ab` (Fedora-scale /mirrorlist, c=100, 10 rounds): +10.9% req/s,
+/// -1.1% CPU per request; 12 and 24 do as well as 16, 4 and 8 less well,
+/// and early writes at 16, 32, 64, … frames gain nothing more, at 1,000
+/// connections either.
+const FIRST_WRITE: usize = 16;
+
 /// What [`answer_frames`] left behind.
 #[derive(Debug)]
 enum Answered {
     /// Every complete frame in the read buffer is answered.
     All,
-    /// The reply buffer reached [`WRITE_BATCH`]; complete frames remain.
+    /// The reply buffer reached [`WRITE_BATCH`], or the frame limit was
+    /// reached; complete frames may remain.
     More,
     /// The stream is unusable (a frame boundary can no longer be found).
     Broken,
@@ -457,8 +470,9 @@ struct Conn {
 }
 
 /// Reads frames from one connection and answers them in order. Replies to
-/// the frames that arrived in one read go out in one write, up to
-/// [`WRITE_BATCH`] bytes per write.
+/// the frames that arrived in one read go out in two writes (the first
+/// [`FIRST_WRITE`] frames', then the rest), up to [`WRITE_BATCH`] bytes
+/// per write.
 async fn serve_connection(
     mut stream: UnixStream,
     shared: Arc<Shared>,
@@ -527,8 +541,9 @@ async fn serve(
                 return;
             }
         }
+        let mut limit = FIRST_WRITE;
         loop {
-            let answered = answer_frames(shared, conn, &mut rbuf, &mut wbuf, &mut rng);
+            let answered = answer_frames(shared, conn, &mut rbuf, &mut wbuf, &mut rng, limit);
             let written = match &answered {
                 Answered::Attached(fd) => send_with_fd(stream, &wbuf, fd).await,
                 _ if !wbuf.is_empty() => stream.write_all(&wbuf).await,
@@ -539,6 +554,7 @@ async fn serve(
                 return;
             }
             wbuf.clear();
+            limit = usize::MAX;
             match answered {
                 Answered::All => break,
                 Answered::More | Answered::Attached(_) => continue,
@@ -616,8 +632,8 @@ fn attach(size: usize, first: bool, conn: &mut Conn) -> (Reply, Option<OwnedFd>)
 }
 
 /// Answers the complete frames in `rbuf` until `wbuf` holds
-/// [`WRITE_BATCH`] bytes, appending replies to `wbuf`, and removes the
-/// frames it consumed. Never inlined: `bench/callgrind` counts the
+/// [`WRITE_BATCH`] bytes or `limit` frames are answered, appending replies
+/// to `wbuf`, and removes the frames it consumed. Never inlined: `bench/callgrind` counts the
 /// instructions inside this function by its name.
 #[inline(never)]
 fn answer_frames(
@@ -626,12 +642,14 @@ fn answer_frames(
     rbuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
     rng: &mut ShuffleRng,
+    limit: usize,
 ) -> Answered {
     let state = shared.state.load();
     let mut offset = 0;
     let mut answered = Answered::All;
+    let mut n = 0;
     loop {
-        if wbuf.len() >= WRITE_BATCH {
+        if wbuf.len() >= WRITE_BATCH || n >= limit {
             answered = Answered::More;
             break;
         }
@@ -645,6 +663,7 @@ fn answer_frames(
             }
         };
         offset += frame.consumed;
+        n += 1;
         let first = conn.frames == 0;
         conn.frames += 1;
         match protocol::decode_request_ref(&frame) {
@@ -750,6 +769,56 @@ mod tests {
         assert_eq!(count.load(Ordering::Relaxed), 1);
         drop(b);
         assert_eq!(count.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_first_replies_of_a_read_can_go_out_before_the_rest() {
+        let shared = Shared {
+            state: ArcSwap::from_pointee(State::new(Default::default(), None, None, 5)),
+            log: None,
+            allow_uid: Vec::new(),
+            shm_size: 0,
+        };
+        let request = protocol::Request {
+            endpoint: Endpoint::Mirrorlist,
+            client_ip: None,
+            query: vec![
+                ("repo".into(), "none".into()),
+                ("arch".into(), "x86_64".into()),
+            ],
+        };
+        let mut rbuf = Vec::new();
+        for id in 0..40 {
+            protocol::encode_request(id, &request, &mut rbuf);
+        }
+        let (mut conn, mut wbuf) = (Conn::default(), Vec::new());
+        let mut rng = ShuffleRng::seed_from_u64(1);
+        let ids = |wbuf: &[u8]| {
+            let mut ids = Vec::new();
+            let mut at = 0;
+            while let Some(frame) = protocol::parse_frame(&wbuf[at..]).unwrap() {
+                ids.push(frame.id);
+                at += frame.consumed;
+            }
+            assert_eq!(at, wbuf.len(), "whole frames only");
+            ids
+        };
+        let answered = answer_frames(&shared, &mut conn, &mut rbuf, &mut wbuf, &mut rng, 16);
+        assert!(matches!(answered, Answered::More), "{answered:?}");
+        assert_eq!(ids(&wbuf), (0..16).collect::<Vec<u32>>());
+        wbuf.clear();
+        let answered = answer_frames(
+            &shared,
+            &mut conn,
+            &mut rbuf,
+            &mut wbuf,
+            &mut rng,
+            usize::MAX,
+        );
+        assert!(matches!(answered, Answered::All), "{answered:?}");
+        assert_eq!(ids(&wbuf), (16..40).collect::<Vec<u32>>());
+        assert!(rbuf.is_empty());
+        assert_eq!(conn.frames, 40);
     }
 
     #[test]
