@@ -3,6 +3,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,26 +14,35 @@ use hyper::{header, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// Serves until killed.
+/// Serves until killed, rotating over `distinct` bodies of each size (each
+/// its own allocation, its bytes differing).
 pub async fn run(
     listen: SocketAddr,
     mirrorlist_size: usize,
     metalink_size: usize,
+    distinct: usize,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(distinct > 0, "--distinct must be at least 1");
     let listener = TcpListener::bind(listen).await?;
-    let list = Bytes::from(vec![b'x'; mirrorlist_size]);
-    let meta = Bytes::from(vec![b'x'; metalink_size]);
+    let bodies = |size: usize| -> Arc<[Bytes]> {
+        (0..distinct)
+            .map(|i| Bytes::from(vec![b'a' + (i % 26) as u8; size]))
+            .collect()
+    };
+    let (list, meta) = (bodies(mirrorlist_size), bodies(metalink_size));
+    let next = Arc::new(AtomicUsize::new(0));
     println!("listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let (list, meta) = (list.clone(), meta.clone());
+        let (list, meta, next) = (list.clone(), meta.clone(), next.clone());
         let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let body = if req.uri().path().starts_with("/metalink") {
-                meta.clone()
+            let bodies = if req.uri().path().starts_with("/metalink") {
+                &meta
             } else {
-                list.clone()
+                &list
             };
+            let body = bodies[next.fetch_add(1, Ordering::Relaxed) % bodies.len()].clone();
             async move {
                 let mut r = Response::new(Full::new(body));
                 r.headers_mut().insert(

@@ -103,6 +103,11 @@ enum Command {
         /// Body size for /metalink.
         #[arg(long)]
         metalink_size: usize,
+        /// Rotate over this many different bodies of each size instead of
+        /// one, so that, as with the stack's answers, the body a response
+        /// copies is not always the same bytes, hot in the cache.
+        #[arg(long, default_value_t = 1)]
+        distinct: usize,
     },
     /// Open many connections at once, one GET each, and count the answers.
     Burst {
@@ -159,7 +164,8 @@ fn main() -> anyhow::Result<()> {
             listen,
             mirrorlist_size,
             metalink_size,
-        } => rt()?.block_on(fixed::run(listen, mirrorlist_size, metalink_size)),
+            distinct,
+        } => rt()?.block_on(fixed::run(listen, mirrorlist_size, metalink_size, distinct)),
         Command::Burst {
             addr,
             paths,
