@@ -620,24 +620,17 @@ fn connections_are_spread_over_the_workers_and_counted_off_when_closed() {
         "no worker-1 among {:?}",
         threads(&server)
     );
-    let open = |server: &mut Server, want: &str| {
-        let mut c = server.connect();
-        assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
-        let line = server.proc.wait_for("connection accepted");
-        assert!(line.contains(want), "wanted {want}: {line}");
-        c
-    };
-    let mut a = open(&mut server, "worker=0");
-    let b = open(&mut server, "worker=1");
+    let mut a = connect_on(&mut server, "worker=0");
+    let b = connect_on(&mut server, "worker=1");
     // Equal counts: the first worker.
-    let mut c = open(&mut server, "worker=0");
+    let mut c = connect_on(&mut server, "worker=0");
     drop(b);
     let closed = server.proc.wait_for("connection closed");
     assert!(closed.contains("worker=1"), "{closed}");
     // Two against none: the second worker, twice (had the closed one
     // still counted, the second would go to the first worker).
-    let mut d = open(&mut server, "worker=1");
-    let mut e = open(&mut server, "worker=1");
+    let mut d = connect_on(&mut server, "worker=1");
+    let mut e = connect_on(&mut server, "worker=1");
     // All of them answer, pipelined, side by side.
     let ids: Vec<_> = [&mut a, &mut c, &mut d, &mut e]
         .into_iter()
@@ -654,6 +647,16 @@ fn connections_are_spread_over_the_workers_and_counted_off_when_closed() {
             assert_eq!(generation(&reply.body), 1);
         }
     }
+}
+
+/// A new connection, answered once, that the log says went to `want`
+/// (`worker=N`).
+fn connect_on(server: &mut Server, want: &str) -> FrameClient {
+    let mut c = server.connect();
+    assert_eq!(c.call(&mirrorlist()).unwrap().status, 200);
+    let line = server.proc.wait_for("connection accepted");
+    assert!(line.contains(want), "wanted {want}: {line}");
+    c
 }
 
 /// The server's threads: each one's `/proc` directory and name.
@@ -689,14 +692,8 @@ fn run_time(thread: &Path) -> u64 {
 #[test]
 fn a_second_workers_connection_is_answered_on_its_own_thread() {
     let mut server = start_with(&["--workers", "2"]);
-    let mut on_zero = server.connect();
-    assert_eq!(on_zero.call(&mirrorlist()).unwrap().status, 200);
-    let line = server.proc.wait_for("connection accepted");
-    assert!(line.contains("worker=0"), "{line}");
-    let mut on_one = server.connect();
-    assert_eq!(on_one.call(&mirrorlist()).unwrap().status, 200);
-    let line = server.proc.wait_for("connection accepted");
-    assert!(line.contains("worker=1"), "{line}");
+    let mut on_zero = connect_on(&mut server, "worker=0");
+    let mut on_one = connect_on(&mut server, "worker=1");
     let worker = thread_named(&server, "worker-1").expect("a worker-1 thread");
     let calls = |conn: &mut FrameClient| {
         let before = run_time(&worker);
@@ -744,14 +741,8 @@ fn a_reload_reaches_every_worker() {
 #[test]
 fn sigterm_ends_a_connection_stuck_in_a_write_on_another_worker() {
     let mut server = start_with(&["--workers", "2", "--shutdown-timeout", "1"]);
-    let mut idle = server.connect();
-    assert_eq!(idle.call(&mirrorlist()).unwrap().status, 200);
-    let line = server.proc.wait_for("connection accepted");
-    assert!(line.contains("worker=0"), "{line}");
-    let mut stuck = server.connect();
-    assert_eq!(stuck.call(&metalink()).unwrap().status, 200);
-    let line = server.proc.wait_for("connection accepted");
-    assert!(line.contains("worker=1"), "{line}");
+    let _idle = connect_on(&mut server, "worker=0");
+    let mut stuck = connect_on(&mut server, "worker=1");
 
     // Metalink requests written until the socket takes no more, and no
     // reply read: the queued requests' replies are many times what the
