@@ -632,9 +632,10 @@ fn attach(size: usize, first: bool, conn: &mut Conn) -> (Reply, Option<OwnedFd>)
 }
 
 /// Answers the complete frames in `rbuf` until `wbuf` holds
-/// [`WRITE_BATCH`] bytes or `limit` frames are answered, appending replies
-/// to `wbuf`, and removes the frames it consumed. Never inlined: `bench/callgrind` counts the
-/// instructions inside this function by its name.
+/// [`WRITE_BATCH`] bytes or `limit` frames are answered, appending
+/// replies to `wbuf`, and removes the frames it consumed. Never inlined:
+/// `bench/callgrind` counts the instructions inside this function by its
+/// name.
 #[inline(never)]
 fn answer_frames(
     shared: &Shared,
