@@ -262,11 +262,6 @@ fn thread_names(proc: &Proc) -> Vec<String> {
 #[test]
 fn workers_each_connect_serve_and_stop_together() {
     let mut stack = Stack::start(&["--workers", "3", "--upstream-connections", "1"]);
-    let workers: Vec<String> = thread_names(&stack.client)
-        .into_iter()
-        .filter(|n| n.starts_with("worker-"))
-        .collect();
-    assert_eq!(workers, ["worker-0", "worker-1", "worker-2"]);
     // Each worker has a connection of its own to the server, with a region
     // (worker 0 announces the port once its pool is up, the others may
     // still be attaching).
@@ -275,6 +270,13 @@ fn workers_each_connect_serve_and_stop_together() {
         stack.client.wait_for("shared region attached");
         attached += 1;
     }
+    // Only now are the names sure: a new thread names itself once it runs,
+    // and each worker attaches its region from its own thread.
+    let workers: Vec<String> = thread_names(&stack.client)
+        .into_iter()
+        .filter(|n| n.starts_with("worker-"))
+        .collect();
+    assert_eq!(workers, ["worker-0", "worker-1", "worker-2"]);
     assert_eq!(stack.client.log().matches("listening on").count(), 1);
     // Concurrent clients on one port, whichever worker takes them.
     let addr = stack.addr.clone();
