@@ -24,7 +24,9 @@
 //!
 //! Requests and reply heads are written and read directly, not through
 //! serde: the same bytes `codec` would make (tests hold them to it), at a
-//! fraction of the cost per request.
+//! fraction of the cost per request. They accept each integer only in the
+//! shortest of bincode's forms, the one every writer makes, so a frame has
+//! exactly one encoding.
 //!
 //! The body comes first, with a fixed-width length, so that the server can
 //! render it straight into its write buffer and fill in the lengths and the
@@ -663,7 +665,9 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
-    /// An integer as [`put_varint`] writes it.
+    /// An integer as [`put_varint`] writes it, and only so: a value in a
+    /// wider form than it needs is refused, so that every frame has one
+    /// encoding (a peer writing such forms is not speaking this protocol).
     fn varint(&mut self) -> Result<u64, &'static str> {
         let first = self.byte()?;
         let wide = |bytes: &[u8]| {
@@ -671,13 +675,17 @@ impl<'a> Reader<'a> {
             word[..bytes.len()].copy_from_slice(bytes);
             u64::from_le_bytes(word)
         };
-        match first {
-            0..=250 => Ok(u64::from(first)),
-            251 => Ok(wide(self.take(2)?)),
-            252 => Ok(wide(self.take(4)?)),
-            253 => Ok(wide(self.take(8)?)),
-            _ => Err("integer wider than 64 bits"),
+        let (n, least) = match first {
+            0..=250 => return Ok(u64::from(first)),
+            251 => (wide(self.take(2)?), 251),
+            252 => (wide(self.take(4)?), 1 << 16),
+            253 => (wide(self.take(8)?), 1 << 32),
+            _ => return Err("integer wider than 64 bits"),
+        };
+        if n < least {
+            return Err("integer not in its shortest form");
         }
+        Ok(n)
     }
 
     /// A string as [`put_str`] writes it, borrowed.
@@ -917,6 +925,17 @@ mod tests {
         bad[4] = 0xff;
         assert_eq!(head_error(&bad), "a string is not UTF-8");
         assert_eq!(head_error(&[254]), "integer wider than 64 bits");
+        // The least value of each width is accepted, one less is not.
+        let shortest = "integer not in its shortest form";
+        assert_eq!(head_error(&[251, 250, 0, 0, 0]), shortest);
+        assert_eq!(head_error(&[252, 0xff, 0xff, 0, 0, 0, 0]), shortest);
+        assert_eq!(
+            head_error(&[200, 0, 253, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
+            shortest
+        );
+        let mut wide = Vec::new();
+        put_head(251, "", &[], &mut wide);
+        assert_eq!(wide, [251, 251, 0, 0, 0]);
         assert_eq!(head_error(&[252, 0, 0, 1, 0, 0, 0]), "status above 65535");
         // 2^40 headers announced in a head of a few bytes.
         assert_eq!(
@@ -1021,6 +1040,15 @@ mod tests {
         assert_eq!(error(&[0, 1, 2, 1, 2, 3, 4, 0]), "unknown address family");
         assert_eq!(error(&with(4, 0xff)), "a string is not UTF-8");
         assert_eq!(error(&with(2, 250)), "more pairs than bytes left");
+        // Each integer has one form: the endpoint, the pair count and a
+        // length, each written wider than it needs.
+        let shortest = "integer not in its shortest form";
+        assert_eq!(error(&[251, 0, 0, 0, 0]), shortest);
+        assert_eq!(error(&[0, 0, 252, 1, 0, 0, 0, 1, b'k', 1, b'v']), shortest);
+        assert_eq!(
+            error(&[0, 0, 1, 253, 1, 0, 0, 0, 0, 0, 0, 0, b'k', 1, b'v']),
+            shortest
+        );
         assert_eq!(
             FrameError::Request("cut short").to_string(),
             "malformed request: cut short"
