@@ -84,6 +84,31 @@ pub trait Out {
     fn put_byte(&mut self, b: u8);
     /// Appends a fragment ([`ChunkOut`] copies it in whole chunks).
     fn put_frag(&mut self, f: Frag<'_>);
+    /// Appends each of `starts` followed by `end`: the lines of the plain
+    /// list ([`ChunkOut`] checks the room for a whole line at once and
+    /// keeps its length in a register meanwhile).
+    #[inline]
+    fn put_lines<'f>(&mut self, starts: impl Iterator<Item = Frag<'f>>, end: Frag<'_>) {
+        for start in starts {
+            self.put_frag(start);
+            self.put_frag(end);
+        }
+    }
+}
+
+/// Copies `src` (a fragment's [`Frag::chunks`]) to `dst`, of the same
+/// length: the first span in one fixed-size move (most pieces end in it),
+/// then whole chunks.
+#[inline]
+fn copy_chunks(dst: &mut [u8], src: &[u8]) {
+    let (head, dst) = dst.split_at_mut(SPAN);
+    let (first, src) = src.split_at(SPAN);
+    head.copy_from_slice(first);
+    let (dst, _) = dst.as_chunks_mut::<CHUNK>();
+    let (src, _) = src.as_chunks::<CHUNK>();
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = *s;
+    }
 }
 
 /// Renders into a buffer of fixed size (a block of the shared region),
@@ -144,16 +169,7 @@ impl Out for ChunkOut<'_> {
         let src = f.chunks();
         match self.buf.get_mut(self.len..self.len + src.len()) {
             Some(dst) => {
-                // The first span in one fixed-size move (most pieces end
-                // in it), then whole chunks.
-                let (head, dst) = dst.split_at_mut(SPAN);
-                let (first, src) = src.split_at(SPAN);
-                head.copy_from_slice(first);
-                let (dst, _) = dst.as_chunks_mut::<CHUNK>();
-                let (src, _) = src.as_chunks::<CHUNK>();
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d = *s;
-                }
+                copy_chunks(dst, src);
                 self.len += f.len();
             }
             // Near the end of the buffer: exactly, if it fits at all.
@@ -165,6 +181,36 @@ impl Out for ChunkOut<'_> {
                 None => self.overflowed = true,
             },
         }
+    }
+
+    #[inline]
+    fn put_lines<'f>(&mut self, starts: impl Iterator<Item = Frag<'f>>, end: Frag<'_>) {
+        let from_end = end.chunks();
+        let mut len = self.len;
+        for start in starts {
+            let from_start = start.chunks();
+            // `end` goes `start.len()` in, at most `from_start.len()`: room
+            // for both sets of chunks is room for its overrun too.
+            match self
+                .buf
+                .get_mut(len..len + from_start.len() + from_end.len())
+            {
+                Some(dst) => {
+                    let (at, upto) = (start.len(), start.len() + from_end.len());
+                    copy_chunks(&mut dst[..from_start.len()], from_start);
+                    copy_chunks(&mut dst[at..upto], from_end);
+                    len += start.len() + end.len();
+                }
+                // Near the end of the buffer: one piece at a time.
+                None => {
+                    self.len = len;
+                    self.put_frag(start);
+                    self.put_frag(end);
+                    len = self.len;
+                }
+            }
+        }
+        self.len = len;
     }
 }
 
@@ -388,6 +434,18 @@ pub fn mirrorlist(
     }
     let padded = Frag::pad(&end);
     let end = Frag::new(&end, padded.as_bytes());
+    if allowed == ProtocolSet::PLAIN && !priority {
+        // The usual request (no `protocol=`, whose URL was chosen when the
+        // cache was loaded), in a loop of its own: it keeps fewer values
+        // live than the general one below, so they stay in registers.
+        let plain = &target.slots.plain[..];
+        let bases = sel
+            .picks
+            .iter()
+            .filter_map(|pick| plain.get(pick.slot as usize).and_then(|&u| index.url(u)));
+        out.put_lines(bases, end);
+        return;
+    }
     let mut rank = 0u32;
     for pick in &sel.picks {
         // Without `protocol=`, the URL was chosen when the cache was loaded.
@@ -640,6 +698,7 @@ pub fn http_date(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frag::Arena;
 
     #[test]
     fn dates() {
@@ -679,6 +738,47 @@ mod tests {
         let mut out = ChunkOut::new(&mut small);
         out.put("123456789");
         assert_eq!(out.finish(), None);
+    }
+
+    /// Lines of the plain list into buffers of every size from too small
+    /// to roomy: the bytes a `String` gets, or an overflow, never a line
+    /// cut or lost unsaid; pieces longer than a span and empty ones too.
+    #[test]
+    fn lines_fit_exactly_or_say_they_did_not() {
+        let mut arena = Arena::default();
+        let bases = [
+            "https://m.example/pub".to_owned(),
+            format!("https://{}.example/pub", "long".repeat(20)),
+            String::new(),
+            "rsync://r.example/fedora".to_owned(),
+        ];
+        for b in &bases {
+            arena.push(b);
+        }
+        let arena = arena.finish();
+        for tail in ["/os/\n", &format!("/{}/os/\n", "deep".repeat(30))] {
+            let padded = Frag::pad(tail);
+            let end = Frag::new(tail, padded.as_bytes());
+            let starts = || (0..bases.len() as u32).map(|i| arena.get(i).unwrap());
+            let mut want = String::new();
+            want.put_lines(starts(), end);
+            assert_eq!(
+                want,
+                bases
+                    .iter()
+                    .map(|b| format!("{b}{tail}"))
+                    .collect::<String>()
+            );
+            for size in 0..want.len() + 2 * SPAN + tail.len() {
+                let mut buf = vec![0u8; size];
+                let mut out = ChunkOut::new(&mut buf);
+                out.put_lines(starts(), end);
+                match out.finish() {
+                    Some(len) => assert_eq!(&buf[..len], want.as_bytes(), "size {size}"),
+                    None => assert!(size < want.len(), "size {size} holds {}", want.len()),
+                }
+            }
+        }
     }
 
     #[test]
