@@ -142,7 +142,13 @@ impl Proc {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting") {
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                // Up to the pipe's end (it closes with the process), not
+                // up to the first pause: a reader thread kept off the CPU
+                // a while on a loaded machine must not cut the log short.
+                while let Ok(line) = self
+                    .lines
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
                     self.seen.push(line);
                 }
                 return status;
