@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use ipnet::IpNet;
 
-use crate::config::{AskConfig, Config};
+use crate::config::{AskConfig, Config, INFLIGHT_PER_WORKER};
 
 /// HTTP front end of the mirrorlist service.
 ///
@@ -67,9 +67,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     pub trusted_proxy: Vec<IpNet>,
 
-    /// Requests forwarded to the server at once.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_inflight: usize,
+    /// Requests forwarded to the server at once, for the whole process;
+    /// the rest wait, first come first served [default: 64 per worker].
+    #[arg(long, value_name = "N")]
+    pub max_inflight: Option<usize>,
 
     /// Requests waiting for an in-flight slot before new ones get 503.
     #[arg(long, value_name = "N", default_value_t = 8192)]
@@ -139,9 +140,6 @@ impl ServeArgs {
         if self.listen.is_empty() {
             return Err(UsageError::Missing("--listen"));
         }
-        if self.max_inflight == 0 {
-            return Err(UsageError::Zero("--max-inflight"));
-        }
         if self.upstream_connections == 0 {
             return Err(UsageError::Zero("--upstream-connections"));
         }
@@ -150,11 +148,16 @@ impl ServeArgs {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let max_inflight = match self.max_inflight {
+            Some(0) => return Err(UsageError::Zero("--max-inflight")),
+            Some(n) => n,
+            None => workers.saturating_mul(INFLIGHT_PER_WORKER),
+        };
         Ok(Config {
             socket,
             listen: self.listen,
             trusted_proxies: self.trusted_proxy,
-            max_inflight: self.max_inflight,
+            max_inflight,
             max_queue: self.max_queue,
             workers,
             upstream_connections: self.upstream_connections,
@@ -259,7 +262,7 @@ mod tests {
         assert_eq!(config.upstream_connections, 1);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(config.workers, cpus, "one worker per CPU unless told");
-        assert_eq!(config.max_inflight, 1024);
+        assert_eq!(config.max_inflight, cpus * 64, "64 in flight per worker");
         assert_eq!(config.max_queue, 8192);
     }
 
@@ -290,6 +293,14 @@ mod tests {
             Err(UsageError::Zero("--workers"))
         ));
         assert_eq!(with(&["--workers", "3"]).unwrap().workers, 3);
+        assert!(matches!(
+            with(&["--max-inflight", "0"]),
+            Err(UsageError::Zero("--max-inflight"))
+        ));
+        // The admission limit follows the workers unless it is given.
+        assert_eq!(with(&["--workers", "3"]).unwrap().max_inflight, 192);
+        let both = with(&["--workers", "3", "--max-inflight", "5"]).unwrap();
+        assert_eq!((both.workers, both.max_inflight), (3, 5));
         assert!(parse(&["--request-timeout", "0"]).is_err());
         assert!(parse(&["--request-timeout", "-1"]).is_err());
         assert!(parse(&["--trusted-proxy", "not-a-net"]).is_err());
