@@ -310,6 +310,72 @@ fn workers_each_connect_serve_and_stop_together() {
 }
 
 #[test]
+fn connections_are_spread_evenly_over_the_workers() {
+    use std::io::{Read as _, Write as _};
+
+    let mut stack = Stack::start(&["--workers", "3"]);
+    let mut attached = stack.client.log().matches("shared region attached").count();
+    while attached < 3 {
+        stack.client.wait_for("shared region attached");
+        attached += 1;
+    }
+    // 30 connections opened at once (whichever worker wakes first accepts
+    // what is waiting), each asked once and kept open.
+    let mut conns: Vec<std::net::TcpStream> = (0..30)
+        .map(|_| std::net::TcpStream::connect(&stack.addr).expect("connecting"))
+        .collect();
+    let request = format!(
+        "GET /mirrorlist?repo=fedora-42&arch=x86_64&ip=85.214.0.1 HTTP/1.1\r\nHost: {}\r\n\r\n",
+        stack.addr
+    );
+    for conn in &mut conns {
+        conn.write_all(request.as_bytes()).expect("sending");
+    }
+    for conn in &mut conns {
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .expect("timeout");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The head, then as much body as it says.
+        let (head_end, length) = loop {
+            let n = conn.read(&mut buf).expect("reading the answer");
+            assert!(n > 0, "closed before answering");
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                assert!(head.starts_with("http/1.1 200"), "{head}");
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .expect("content-length");
+                break (end + 4, length);
+            }
+        };
+        while raw.len() < head_end + length {
+            let n = conn.read(&mut buf).expect("reading the body");
+            assert!(n > 0, "closed inside the body");
+            raw.extend_from_slice(&buf[..n]);
+        }
+    }
+    // Each worker says how many it holds as it shuts down (and closes
+    // them: they are idle).
+    stack.client.signal(Signal::SIGTERM);
+    assert!(stack.client.wait_exit().success(), "{}", stack.client.log());
+    drop(conns);
+    let log = stack.client.log();
+    let held: Vec<usize> = log
+        .lines()
+        .filter_map(|l| l.split("waiting for ").nth(1))
+        .map(|rest| rest.split(' ').next().unwrap().parse().expect("a count"))
+        .collect();
+    assert_eq!(held.len(), 3, "{log}");
+    assert_eq!(held.iter().sum::<usize>(), 30, "{log}");
+    let (most, fewest) = (held.iter().max().unwrap(), held.iter().min().unwrap());
+    assert!(most - fewest <= 2, "uneven: {held:?}");
+}
+
+#[test]
 fn without_shared_memory_bodies_come_over_the_socket() {
     let stack = Stack::start_with(&["--shm-size", "0"], &[]);
     let log = stack.client.log();
