@@ -15,8 +15,6 @@
 //!   accepting on the same sockets), [`run`] (one worker: the accept loop
 //!   and graceful shutdown); [`bind`].
 //! - [`drain`]: the graceful shutdown of a worker's connections.
-//! - [`spread`]: keeps the HTTP connections even across the workers,
-//!   handing one over when the worker that accepted it has more.
 //! - [`http`]: routing, local answers (400/404/405/414, `/health`) and the
 //!   translation of the server's reply into an HTTP response.
 //! - [`query`]: query-string decoding (percent-escapes, `+`, UTF-8).
@@ -54,7 +52,6 @@ pub mod http;
 pub mod query;
 pub mod server;
 pub mod signal;
-pub mod spread;
 pub mod upstream;
 
 pub use config::{AskConfig, Config};

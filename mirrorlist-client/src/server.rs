@@ -27,7 +27,6 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::http::{self, State};
-use crate::spread::{Counted, Handed, Spread};
 use crate::upstream::{Admission, Upstream};
 
 /// Binds `addr` with the configured backlog, non-blocking, ready for
@@ -60,37 +59,37 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let admission = Admission::new(config.max_inflight, config.max_queue);
-    run_worker(config, listeners, admission, 0, None, shutdown).await
+    run_worker(config, listeners, admission, 0, shutdown).await
 }
 
 /// Runs `config.workers` workers until `shutdown` completes, then shuts
 /// them all down gracefully; a worker that fails stops the others.
 ///
 /// Each worker is a thread with a current-thread runtime of its own, its
-/// own connections to the server, its own share of the in-flight limit and
-/// its own share of the HTTP connections: all accept on the same listening
-/// sockets and keep the shares even ([`Spread`]), and nothing but the
-/// bound on queued requests is shared, so a request never crosses threads. One single-threaded process doing all of the HTTP side kept
-/// the front end and the server on one core while the load generator had
-/// the other, idle a fifth of the time; see BENCHMARKS.md.
+/// own connections to the server and its own share of the HTTP
+/// connections: all accept on the same listening sockets (whichever is
+/// free takes the next connection), and nothing but the admission limit
+/// is shared, so a request never crosses threads. One single-threaded
+/// process doing all of the HTTP side kept the front end and the server
+/// on one core while the load generator had the other, idle a fifth of
+/// the time; see BENCHMARKS.md.
 pub async fn run_workers(
     config: Config,
     listeners: Vec<std::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!listeners.is_empty(), "no address to listen on");
-    let admissions = Admission::split(config.max_inflight, config.max_queue, config.workers);
-    let (spread, handed) = Spread::new(admissions.len());
+    let admission = Admission::new(config.max_inflight, config.max_queue);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut threads = Vec::with_capacity(config.workers);
-    for (worker, (admission, handed)) in admissions.into_iter().zip(handed).enumerate() {
+    for worker in 0..config.workers.max(1) {
         let listeners = listeners
             .iter()
             .map(std::net::TcpListener::try_clone)
             .collect::<io::Result<Vec<_>>>()
             .context("cannot share the listening sockets with a worker")?;
-        let (config, done, spread) = (config.clone(), done_tx.clone(), spread.clone());
+        let (config, admission, done) = (config.clone(), admission.clone(), done_tx.clone());
         let mut stop = stop_rx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("worker-{worker}"))
@@ -109,8 +108,7 @@ pub async fn run_workers(
                                 // An error means the sender is gone: stop too.
                                 let _ = stop.wait_for(|&stop| stop).await;
                             };
-                            let spread = Some((spread, handed));
-                            run_worker(config, listeners, admission, worker, spread, stopped).await
+                            run_worker(config, listeners, admission, worker, stopped).await
                         })
                     });
                 let _ = done.send((worker, result));
@@ -143,15 +141,12 @@ pub async fn run_workers(
     failure.map_or(Ok(()), Err)
 }
 
-/// One worker: serves `listeners` on the current runtime until `shutdown`,
-/// with the connections it is handed by others through `spread`, if it is
-/// one of several.
+/// One worker: serves `listeners` on the current runtime until `shutdown`.
 async fn run_worker(
     config: Config,
     listeners: Vec<TcpListener>,
     admission: Arc<Admission>,
     worker: usize,
-    spread: Option<(Arc<Spread>, mpsc::UnboundedReceiver<Handed>)>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!listeners.is_empty(), "no address to listen on");
@@ -200,41 +195,20 @@ async fn run_worker(
     let drain = Drain::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut start = 0;
-    let (spread, mut handed) = match spread {
-        Some((spread, handed)) => (Some(spread), Some(handed)),
-        None => (None, None),
-    };
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = accept_any(&listeners, &mut start) => match accepted {
-                Ok((stream, peer)) => match &spread {
-                    Some(spread) => match place(spread, worker, stream, peer) {
-                        Some(mine) => mine,
-                        None => continue,
-                    },
-                    None => (stream, peer),
-                },
-                Err(e) => {
-                    // Out of file descriptors or memory: the error repeats
-                    // at once, so pause instead of spinning; connections
-                    // waiting in the backlog are accepted once some close.
-                    tracing::error!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            Some((stream, peer)) = recv_handed(&mut handed) => {
-                match TcpStream::from_std(stream) {
-                    Ok(stream) => (stream, peer),
-                    Err(e) => {
-                        tracing::error!(peer = %peer, "cannot take over a connection from another worker: {e}");
-                        if let Some(spread) = &spread {
-                            spread.left(worker);
-                        }
-                        continue;
-                    }
-                }
+            accepted = accept_any(&listeners, &mut start) => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors or memory: the error repeats at
+                // once, so pause instead of spinning; connections waiting in
+                // the backlog are accepted once some close.
+                tracing::error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
         };
         // Responses are written whole; do not let Nagle hold the last bit.
@@ -245,9 +219,7 @@ async fn run_worker(
             async move { Ok::<_, Infallible>(http::handle(req, peer, &state).await) }
         });
         let conn = drain.watch(builder.serve_connection(TokioIo::new(stream), service));
-        let counted = spread.clone().map(|spread| Counted::new(spread, worker));
         tokio::spawn(async move {
-            let _counted = counted;
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %peer, "connection ended: {e}");
             }
@@ -256,10 +228,7 @@ async fn run_worker(
 
     // Stop accepting: closing the sockets makes new connections fail at
     // once (or go to another instance) instead of waiting in our backlog.
-    // Connections handed over but not yet taken are closed with them; none
-    // has had a request read.
     drop(listeners);
-    drop(handed);
     tracing::info!(
         "shutting down; waiting for {} open connection(s)",
         drain.count()
@@ -272,50 +241,6 @@ async fn run_worker(
         ),
     }
     Ok(())
-}
-
-/// Keeps a connection this worker accepted, or hands it to a worker with
-/// fewer (`None`: handed over).
-fn place(
-    spread: &Spread,
-    worker: usize,
-    stream: TcpStream,
-    peer: SocketAddr,
-) -> Option<(TcpStream, SocketAddr)> {
-    let to = spread.assign(worker);
-    if to == worker {
-        return Some((stream, peer));
-    }
-    let back = match stream.into_std() {
-        Ok(stream) => match spread.hand(worker, to, (stream, peer)) {
-            Ok(()) => return None,
-            Err(back) => back,
-        },
-        Err(e) => {
-            // The stream is gone with the error: the connection is closed.
-            tracing::warn!(peer = %peer, "cannot hand a connection to worker {to}: {e}");
-            spread.left(to);
-            return None;
-        }
-    };
-    // That worker has stopped (this one is about to): serve it here.
-    match TcpStream::from_std(back.0) {
-        Ok(stream) => Some((stream, back.1)),
-        Err(e) => {
-            tracing::warn!(peer = %peer, "cannot take a connection back: {e}");
-            spread.left(worker);
-            None
-        }
-    }
-}
-
-/// The next connection another worker handed over; never completes for a
-/// worker that is not handed any.
-async fn recv_handed(handed: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Option<Handed> {
-    match handed {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The next connection on any listener; `start` rotates which is polled

@@ -43,18 +43,11 @@
 //! # Admission
 //!
 //! At most `max_inflight` requests are forwarded at once; up to `max_queue`
-//! more wait for a slot, first come first served, and beyond that
-//! [`UpstreamError::Overloaded`] is returned immediately. A burst of a few
-//! thousand simultaneous requests (cloud instances polling on a timer) is
-//! thus queued and answered, while a flood that cannot be served is turned
-//! away cheaply.
-//!
-//! Both limits are for the whole process, but the in-flight slots are split
-//! evenly between the workers ([`Admission::split`]), each worker's share a
-//! semaphore of its own, while the queue's bound is one counter for all. A
-//! single semaphore for every worker let a slot freed on one thread wake a
-//! waiter on another: measured at 1,000 connections, 0.7 more syscalls per
-//! request (2.95 instead of 2.30), all of it the wake-ups.
+//! more wait for a slot, and beyond that [`UpstreamError::Overloaded`] is
+//! returned immediately. The limit ([`Admission`]) is one for the whole
+//! process: every worker's pool takes its slots from it. A burst of a few thousand simultaneous requests
+//! (cloud instances polling on a timer) is thus queued and answered, while
+//! a flood that cannot be served is turned away cheaply.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -185,50 +178,25 @@ impl Slot {
     }
 }
 
-/// The admission limit of one worker's pool: its share of the requests in
-/// flight (a semaphore only its own thread takes and gives back, so a freed
-/// slot never wakes another thread) and the process-wide bound on requests
-/// waiting (one counter for every worker).
+/// The admission limit: requests in flight and waiting, counted across
+/// every pool that shares it (one per worker thread). A semaphore and a
+/// counter: taking a slot is an atomic operation, whichever thread takes it.
 #[derive(Debug)]
 pub struct Admission {
     inflight: Semaphore,
-    queue: Arc<QueueBound>,
-}
-
-/// Requests waiting for an in-flight slot, counted across every worker.
-#[derive(Debug)]
-struct QueueBound {
     queued: AtomicUsize,
-    max: usize,
+    max_queue: usize,
 }
 
 impl Admission {
     /// At most `max_inflight` requests forwarded at once, `max_queue` more
-    /// waiting: the limit of a process with one worker.
+    /// waiting.
     pub fn new(max_inflight: usize, max_queue: usize) -> Arc<Admission> {
-        Admission::split(max_inflight, max_queue, 1)
-            .pop()
-            .expect("one share")
-    }
-
-    /// One limit for each of `workers` workers: `max_inflight` split evenly
-    /// between them (rounded up, at least one each), `max_queue` for all of
-    /// them together.
-    pub fn split(max_inflight: usize, max_queue: usize, workers: usize) -> Vec<Arc<Admission>> {
-        let workers = workers.max(1);
-        let share = max_inflight.div_ceil(workers).max(1);
-        let queue = Arc::new(QueueBound {
+        Arc::new(Admission {
+            inflight: Semaphore::new(max_inflight.max(1)),
             queued: AtomicUsize::new(0),
-            max: max_queue,
-        });
-        (0..workers)
-            .map(|_| {
-                Arc::new(Admission {
-                    inflight: Semaphore::new(share),
-                    queue: queue.clone(),
-                })
-            })
-            .collect()
+            max_queue,
+        })
     }
 
     /// A slot at once, if one is free.
@@ -240,13 +208,13 @@ impl Admission {
         if let Some(permit) = self.try_admit() {
             return Ok(permit);
         }
-        if self.queue.queued.fetch_add(1, Ordering::Relaxed) >= self.queue.max {
-            self.queue.queued.fetch_sub(1, Ordering::Relaxed);
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(UpstreamError::Overloaded);
         }
         // Leave the queue however this future ends (also when the timeout
         // drops it).
-        let _queued = Decrement(&self.queue.queued);
+        let _queued = Decrement(&self.queued);
         self.inflight
             .acquire()
             .await
@@ -903,63 +871,5 @@ pub async fn attach(stream: &mut UnixStream) -> io::Result<Option<Arc<Region>>> 
             );
             Ok(None)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::future::Future;
-
-    use super::*;
-
-    /// Polls `future` once: `Some` if it completed.
-    fn poll_once<F: Future>(future: Pin<&mut F>) -> Option<F::Output> {
-        let waker = std::task::Waker::noop();
-        match future.poll(&mut std::task::Context::from_waker(waker)) {
-            std::task::Poll::Ready(out) => Some(out),
-            std::task::Poll::Pending => None,
-        }
-    }
-
-    #[test]
-    fn the_inflight_limit_is_split_and_the_queue_bound_shared() {
-        // 5 slots over 2 workers: 3 each (rounded up), and 1 may wait in all.
-        let shares = Admission::split(5, 1, 2);
-        assert_eq!(shares.len(), 2);
-        let mut held = Vec::new();
-        for share in &shares {
-            for _ in 0..3 {
-                held.push(share.try_admit().expect("a slot of this worker's share"));
-            }
-            assert!(share.try_admit().is_none(), "no fourth slot");
-        }
-        // The first worker's waiter takes the process's one queue place...
-        let mut waiting = Box::pin(shares[0].admit());
-        assert!(poll_once(waiting.as_mut()).is_none());
-        // ...so the second worker's request is turned away at once.
-        let mut second = Box::pin(shares[1].admit());
-        assert!(matches!(
-            poll_once(second.as_mut()),
-            Some(Err(UpstreamError::Overloaded))
-        ));
-        // Leaving the queue frees the place for either worker.
-        drop(waiting);
-        let mut third = Box::pin(shares[1].admit());
-        assert!(poll_once(third.as_mut()).is_none());
-        // A slot given back on one worker is that worker's again.
-        drop(held.pop());
-        assert!(shares[0].try_admit().is_none());
-        assert!(poll_once(third.as_mut()).is_some_and(|r| r.is_ok()));
-    }
-
-    #[test]
-    fn every_worker_gets_a_slot() {
-        let shares = Admission::split(1, 0, 3);
-        assert_eq!(shares.len(), 3);
-        for share in &shares {
-            assert!(share.try_admit().is_some());
-        }
-        // No workers given is one.
-        assert_eq!(Admission::split(4, 0, 0).len(), 1);
     }
 }
