@@ -43,15 +43,15 @@ pub struct Config {
     pub backlog: u32,
 }
 
-/// The default admission limit per worker thread. The server answers in
-/// tens of microseconds, so 64 requests in flight per worker keep it busy
-/// with batches to spare; more only moves the queue from the front end
-/// (first come, first served across all connections) into the server's
-/// socket, and leaves more rendered bodies waiting in the shared regions at
-/// once, where they have gone cold by the time they are sent. Measured at
-/// 1,000 connections on two CPUs, 128 in flight instead of 1,024: p99 -19%
-/// for /metalink and -32% for /mirrorlist, at no cost in req/s; below 100
-/// connections the limit is never reached. See BENCHMARKS.md, change 39.
+/// The default in-flight limit per worker thread (the limit itself is one
+/// for the whole process). The server answers in tens of microseconds, so
+/// 64 requests per worker keep it busy with batches to spare. Beyond that,
+/// requests wait in the front end, first come first served across every
+/// worker, rather than in the server's socket behind whatever the busier
+/// worker forwarded: the workers' shares of the connections are seldom
+/// even (379 and 621 of 1,000, say). At 1,000 connections this cut p99 by
+/// 9-32% in four A/B runs (BENCHMARKS.md, change 39); below 64 connections
+/// per worker the limit is never reached.
 pub const INFLIGHT_PER_WORKER: usize = 64;
 
 impl Default for Config {
