@@ -1,5 +1,5 @@
 //! The HTTP side: routing, the local answers (400, 404, 405, 414, `/health`)
-//! and the translation of the server's reply ([`Answer`](crate::upstream::Answer)) into a response.
+//! and the translation of the server's reply ([`Answer`]) into a response.
 //!
 //! The pieces are plain functions of the request so that `ask` produces
 //! exactly what an HTTP client would get, without a TCP connection.
