@@ -204,9 +204,23 @@ async fn shutdown_finishes_requests_in_flight() {
         let r = request.await.unwrap();
         assert_eq!(r.status, 200);
         run.await.unwrap().expect("run returns Ok");
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        assert!(
+            nobody_listens(addr).await,
+            "{addr} still accepts connections"
+        );
     })
     .await;
+}
+
+/// Whether a connection to `addr` is refused. A connection to a closed
+/// port on loopback can still succeed by connecting to itself (TCP's
+/// simultaneous open, when the kernel happens to pick `addr`'s port as
+/// the source port): that too means nobody listens.
+async fn nobody_listens(addr: std::net::SocketAddr) -> bool {
+    match tokio::net::TcpStream::connect(addr).await {
+        Err(_) => true,
+        Ok(stream) => stream.local_addr().ok() == stream.peer_addr().ok(),
+    }
 }
 
 #[tokio::test]
