@@ -30,7 +30,7 @@ use mirrorlist_core::protocol::{EncodedRequest, Endpoint, METALINK, TEXT_PLAIN};
 
 use crate::forwarded;
 use crate::query;
-use crate::upstream::{Answer, Upstream, UpstreamError};
+use crate::upstream::{Answer, Upstream, UpstreamError, PINGS_IN_FLIGHT};
 
 /// The response body type: one buffer, sent as it is.
 pub type Body = Full<Bytes>;
@@ -73,10 +73,7 @@ pub async fn handle<B>(req: HttpRequest<B>, peer: SocketAddr, state: &State) -> 
         Err(refusal) => refusal.response(),
         Ok(Route::Health) => {
             let ping = EncodedRequest::without_query(Endpoint::Ping);
-            let answer = state
-                .upstream
-                .call_unlimited(ping, state.health_timeout)
-                .await;
+            let answer = state.upstream.ping(ping, state.health_timeout).await;
             health(answer, unix_now())
         }
         Ok(Route::Forward { endpoint, query }) => {
@@ -287,12 +284,19 @@ pub fn health(answer: Result<Answer, UpstreamError>, now: u64) -> Response<Body>
                 ),
             )
         }
+        Err(UpstreamError::Overloaded) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("busy: more than {PINGS_IN_FLIGHT} health checks in flight\n"),
+        ),
         Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {e}\n")),
     };
+    let healthy = response.status() == StatusCode::OK;
+    let headers = response.headers_mut();
     // A cached health answer is a lie.
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !healthy {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
 }
 

@@ -34,20 +34,29 @@
 //! - Reconnecting backs off from 50 ms, doubling, to 2 s.
 //! - A request not answered by its deadline fails with
 //!   [`UpstreamError::Timeout`]. The connection task keeps the deadlines:
-//!   one timer per connection, set to the oldest waiting request's, instead
-//!   of a timer armed and cancelled per request (which was ~9% of the front
-//!   end's instructions). A request that had to queue for admission keeps a
-//!   timer of its own, since the queue counts towards its time, and so does
-//!   a health ping, whose bound is shorter than the requests' ahead of it.
+//!   one timer per connection, set to the earliest waiting request's,
+//!   instead of a timer armed and cancelled per request (which was ~9% of
+//!   the front end's instructions). A request that had to queue for
+//!   admission keeps a timer of its own, since the queue counts towards its
+//!   time.
 //!
 //! # Admission
 //!
 //! At most `max_inflight` requests are forwarded at once; up to `max_queue`
 //! more wait for a slot, and beyond that [`UpstreamError::Overloaded`] is
 //! returned immediately. The limit ([`Admission`]) is one for the whole
-//! process: every worker's pool takes its slots from it. A burst of a few thousand simultaneous requests
-//! (cloud instances polling on a timer) is thus queued and answered, while
-//! a flood that cannot be served is turned away cheaply.
+//! process: every worker's pool takes its slots from it. A burst of a few
+//! thousand simultaneous requests (cloud instances polling on a timer) is
+//! thus queued and answered, while a flood that cannot be served is turned
+//! away cheaply.
+//!
+//! A slot is held until the server's reply arrives (or the connection
+//! ends), not until the client stops waiting: a request whose client gave
+//! up or timed out is still owed by the server, so clients that send and
+//! hang up at once cannot pile unbounded work (and buffers) onto it past
+//! the limit. Health pings pass the queue (a proxy that sees a busy backend
+//! as dead moves the burst onto the others) but have a small limit of
+//! their own, [`PINGS_IN_FLIGHT`].
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -65,7 +74,7 @@ use mirrorlist_core::protocol::{self, BodyAt, EncodedRequest, Endpoint, Reply};
 use mirrorlist_core::shm::{self, Lease, Region};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore, SemaphorePermit};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
@@ -81,6 +90,10 @@ const READ_CHUNK: usize = 64 * 1024;
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The id of the attach request (replies to it are read before any other).
 const ATTACH_ID: u32 = u32::MAX;
+/// Health pings forwarded at once, for the whole process; more get
+/// [`UpstreamError::Overloaded`]. A proxy checks every few seconds, so this
+/// only ever turns away a flood of `/health` from elsewhere.
+pub const PINGS_IN_FLIGHT: usize = 16;
 
 /// Why a request got no reply from the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +154,9 @@ type ReplyTx = oneshot::Sender<Result<Answer, UpstreamError>>;
 struct Job {
     request: EncodedRequest,
     reply: ReplyTx,
+    /// The admission slot, released when the job is dropped: with its
+    /// reply, or with its connection.
+    permit: OwnedSemaphorePermit,
     /// When it fails with [`UpstreamError::Timeout`] if not answered, and
     /// the bound that deadline came from (for the message).
     deadline: Instant,
@@ -183,9 +199,10 @@ impl Slot {
 /// counter: taking a slot is an atomic operation, whichever thread takes it.
 #[derive(Debug)]
 pub struct Admission {
-    inflight: Semaphore,
+    inflight: Arc<Semaphore>,
     queued: AtomicUsize,
     max_queue: usize,
+    pings: Arc<Semaphore>,
 }
 
 impl Admission {
@@ -193,18 +210,21 @@ impl Admission {
     /// waiting.
     pub fn new(max_inflight: usize, max_queue: usize) -> Arc<Admission> {
         Arc::new(Admission {
-            inflight: Semaphore::new(max_inflight.max(1)),
+            inflight: Arc::new(Semaphore::new(
+                max_inflight.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             queued: AtomicUsize::new(0),
             max_queue,
+            pings: Arc::new(Semaphore::new(PINGS_IN_FLIGHT)),
         })
     }
 
     /// A slot at once, if one is free.
-    fn try_admit(&self) -> Option<SemaphorePermit<'_>> {
-        self.inflight.try_acquire().ok()
+    fn try_admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.inflight.clone().try_acquire_owned().ok()
     }
 
-    async fn admit(&self) -> Result<SemaphorePermit<'_>, UpstreamError> {
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
         if let Some(permit) = self.try_admit() {
             return Ok(permit);
         }
@@ -216,9 +236,15 @@ impl Admission {
         // drops it).
         let _queued = Decrement(&self.queued);
         self.inflight
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| UpstreamError::ConnectionLost)
+    }
+
+    /// A ping's slot, if one is free.
+    fn try_ping(&self) -> Option<OwnedSemaphorePermit> {
+        self.pings.clone().try_acquire_owned().ok()
     }
 }
 
@@ -294,12 +320,14 @@ impl Upstream {
         let deadline = Instant::now() + self.timeout;
         // The usual case: admitted at once (to the slot just picked), and
         // the connection task keeps the deadline.
-        if let Some(_permit) = self.admission.try_admit() {
-            return self.send_on(slot, request, deadline, self.timeout).await;
+        if let Some(permit) = self.admission.try_admit() {
+            return self
+                .send_on(slot, request, permit, deadline, self.timeout)
+                .await;
         }
         match tokio::time::timeout_at(deadline, async {
-            let _permit = self.admission.admit().await?;
-            self.send(request, deadline, self.timeout).await
+            let permit = self.admission.admit().await?;
+            self.send(request, permit, deadline, self.timeout).await
         })
         .await
         {
@@ -308,19 +336,20 @@ impl Upstream {
         }
     }
 
-    /// Forwards a request outside the admission limit, with its own bound:
-    /// for health pings, which must not queue behind a burst (a proxy that
-    /// sees a busy backend as dead moves the burst onto the others).
-    pub async fn call_unlimited(
+    /// Forwards a health ping past the admission queue, within its own
+    /// bound and [`PINGS_IN_FLIGHT`]: pings must not queue behind a burst
+    /// (a proxy that sees a busy backend as dead moves the burst onto the
+    /// others).
+    pub async fn ping(
         &self,
         request: EncodedRequest,
         timeout: Duration,
     ) -> Result<Answer, UpstreamError> {
-        let deadline = Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, self.send(request, deadline, timeout)).await {
-            Ok(result) => result,
-            Err(_) => Err(UpstreamError::Timeout(timeout)),
-        }
+        let permit = self.admission.try_ping().ok_or(UpstreamError::Overloaded)?;
+        // The connection's timer keeps the deadline, earlier than those of
+        // the requests ahead of it or not.
+        self.send(request, permit, Instant::now() + timeout, timeout)
+            .await
     }
 
     /// How many connections are up right now.
@@ -357,10 +386,12 @@ impl Upstream {
     async fn send(
         &self,
         request: EncodedRequest,
+        permit: OwnedSemaphorePermit,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Answer, UpstreamError> {
-        self.send_on(self.pick()?, request, deadline, timeout).await
+        self.send_on(self.pick()?, request, permit, deadline, timeout)
+            .await
     }
 
     /// [`Upstream::send`] on `slot`.
@@ -368,6 +399,7 @@ impl Upstream {
         &self,
         slot: &Slot,
         request: EncodedRequest,
+        permit: OwnedSemaphorePermit,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Answer, UpstreamError> {
@@ -383,6 +415,7 @@ impl Upstream {
             .send(Job {
                 request,
                 reply: reply_tx,
+                permit,
                 deadline,
                 timeout,
             })
@@ -526,6 +559,8 @@ struct Pending {
     /// `None` once it has timed out: its reply is still to come, and is
     /// dropped when it does.
     reply: Option<ReplyTx>,
+    /// Held until the reply comes: the server still owes it.
+    _permit: OwnedSemaphorePermit,
     deadline: Instant,
     timeout: Duration,
 }
@@ -573,8 +608,8 @@ struct Conn {
     next_id: u32,
     /// Whether any reply has been read.
     answered: bool,
-    /// Set to the deadline of the oldest waiting request (or a later one:
-    /// see [`Conn::expire`]) while `timer_set`.
+    /// Set to the earliest deadline of the waiting requests while
+    /// `timer_set`.
     timer: Pin<Box<Sleep>>,
     timer_set: bool,
 }
@@ -627,36 +662,39 @@ impl Conn {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         job.request.frame_into(id, &mut self.wbuf);
-        if !self.timer_set {
+        // Deadlines mostly rise along the queue; a ping's shorter bound (or
+        // a shorter request timeout than the ping's) may not.
+        if !self.timer_set || job.deadline < self.timer.deadline() {
             self.timer.as_mut().reset(job.deadline);
             self.timer_set = true;
         }
         self.pending.push_back(Pending {
             id,
             reply: Some(job.reply),
+            _permit: job.permit,
             deadline: job.deadline,
             timeout: job.timeout,
         });
     }
 
     /// The timer fired: fails the waiting requests whose deadline has
-    /// passed, oldest first, and sets the timer to the first one still in
-    /// time. Deadlines are taken as requests are sent, so they rise along
-    /// the queue; the exceptions, a request that first queued for
-    /// admission and a health ping (a shorter bound), have timers of their
-    /// own.
+    /// passed and sets the timer to the earliest one still in time. The
+    /// whole queue is looked at (deadlines need not rise along it), which
+    /// is cheap: the timer fires about once per request timeout, and the
+    /// queue is bounded by the admission limit.
     fn expire(&mut self) {
         let now = Instant::now();
-        self.timer_set = false;
+        let mut next: Option<Instant> = None;
         for p in self.pending.iter_mut().filter(|p| p.reply.is_some()) {
             if p.deadline > now {
-                self.timer.as_mut().reset(p.deadline);
-                self.timer_set = true;
-                return;
-            }
-            if let Some(reply) = p.reply.take() {
+                next = Some(next.map_or(p.deadline, |n| n.min(p.deadline)));
+            } else if let Some(reply) = p.reply.take() {
                 let _ = reply.send(Err(UpstreamError::Timeout(p.timeout)));
             }
+        }
+        self.timer_set = next.is_some();
+        if let Some(next) = next {
+            self.timer.as_mut().reset(next);
         }
     }
 

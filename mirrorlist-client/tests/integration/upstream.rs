@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use mirrorlist_client::upstream::PINGS_IN_FLIGHT;
 use mirrorlist_core::protocol::Endpoint;
 use tokio::task::JoinSet;
 
@@ -263,6 +264,108 @@ async fn unanswered_requests_time_out_and_late_replies_are_dropped() {
             expected(Endpoint::Mirrorlist, "127.0.0.1", &[("repo", "c")])
         );
         assert_eq!(fake.connections(), 1, "no reconnect");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_timed_out_request_keeps_its_slot_until_the_server_answers() {
+    guard(async {
+        let d = dir();
+        let mut fake = Fake::start(&d.socket, true);
+        let mut cfg = config(&d);
+        // The fake holds the reply, so the first request times out whatever
+        // the machine's speed.
+        cfg.request_timeout = Duration::from_millis(50);
+        cfg.max_inflight = 1;
+        cfg.max_queue = 0;
+        let front = Front::start(cfg).await;
+        fake.wait_connections(1).await;
+        let r = get(front.addr, "/mirrorlist?repo=a").await;
+        assert_eq!(r.status, 503);
+        assert!(
+            r.text().contains("did not answer within 50ms"),
+            "{}",
+            r.text()
+        );
+        fake.wait_received(1).await;
+        // The server still owes that answer, so the one slot is taken: the
+        // next request is refused at once instead of piling onto the server
+        // (as it would if the slot had gone with the client's wait).
+        let r = get(front.addr, "/mirrorlist?repo=b").await;
+        assert_eq!(r.status, 503);
+        assert!(
+            r.text().contains("too many requests in flight"),
+            "{}",
+            r.text()
+        );
+        // The late reply frees it.
+        fake.release();
+        let r = until_ok(front.addr, "/mirrorlist?repo=c").await;
+        assert_eq!(
+            r.text(),
+            expected(Endpoint::Mirrorlist, "127.0.0.1", &[("repo", "c")])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_pings_pass_the_queue_within_a_limit_of_their_own() {
+    guard(async {
+        let d = dir();
+        let mut fake = Fake::start(&d.socket, true);
+        let mut cfg = config(&d);
+        cfg.max_inflight = 1;
+        cfg.max_queue = 0;
+        let front = Front::start(cfg).await;
+        // The one request slot is taken...
+        let addr = front.addr;
+        let request = tokio::spawn(async move { get(addr, "/mirrorlist?repo=a").await });
+        fake.wait_received(1).await;
+        // ...and pings still go through, up to their own limit.
+        let mut pings = JoinSet::new();
+        for _ in 0..PINGS_IN_FLIGHT {
+            pings.spawn(async move { get(addr, "/health").await });
+        }
+        fake.wait_received(1 + PINGS_IN_FLIGHT).await;
+        let r = get(front.addr, "/health").await;
+        assert_eq!(r.status, 503);
+        assert!(r.text().contains("health checks in flight"), "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("1"));
+        fake.release();
+        while let Some(done) = pings.join_next().await {
+            assert_eq!(done.unwrap().status, 200);
+        }
+        assert_eq!(request.await.unwrap().status, 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_behind_a_ping_with_a_longer_bound_times_out_on_its_own() {
+    guard(async {
+        let d = dir();
+        let mut fake = Fake::start(&d.socket, true);
+        let mut cfg = config(&d);
+        // The ping ahead of the request has the later deadline (an hour:
+        // past the guard, so a request timed out only with the ping would
+        // fail the test instead of answering).
+        cfg.request_timeout = Duration::from_millis(50);
+        cfg.health_timeout = Duration::from_secs(3600);
+        let front = Front::start(cfg).await;
+        let addr = front.addr;
+        let ping = tokio::spawn(async move { get(addr, "/health").await });
+        fake.wait_received(1).await;
+        let r = get(front.addr, "/mirrorlist?repo=a").await;
+        assert_eq!(r.status, 503);
+        assert!(
+            r.text().contains("did not answer within 50ms"),
+            "{}",
+            r.text()
+        );
+        fake.release();
+        assert_eq!(ping.await.unwrap().status, 200);
     })
     .await;
 }
