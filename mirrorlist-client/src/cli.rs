@@ -93,6 +93,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_secs)]
     pub header_timeout: Duration,
 
+    /// Bound on a client's pause in reading a response before its
+    /// connection is closed (progress resets it: slow clients are served).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_secs)]
+    pub send_timeout: Duration,
+
     /// Bound on finishing in-flight requests after SIGTERM/SIGINT.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_secs)]
     pub shutdown_timeout: Duration,
@@ -163,6 +168,7 @@ impl ServeArgs {
             upstream_connections: self.upstream_connections,
             request_timeout: self.request_timeout,
             header_timeout: self.header_timeout,
+            send_timeout: self.send_timeout,
             shutdown_timeout: self.shutdown_timeout,
             ..Config::default()
         })

@@ -32,6 +32,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Bound on reading request headers, and so on idle keep-alive.
     pub header_timeout: Duration,
+    /// Bound on a client's pause in reading a response: a write that makes
+    /// no progress for this long closes the connection.
+    pub send_timeout: Duration,
     /// Bound on finishing in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
     /// Bound on the server's answer to a `/health` ping. Short, so a proxy's
@@ -66,6 +69,7 @@ impl Default for Config {
             upstream_connections: 1,
             request_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
             health_timeout: Duration::from_secs(2),
             backlog: 4096,

@@ -5,7 +5,8 @@
 //! request over a small pool of persistent, pipelined Unix-socket
 //! connections to `mirrorlist-server`, which selects and renders; the reply
 //! is sent back as it came. Everything is bounded: header read time, the
-//! wait for the server, the number of requests in flight and queued.
+//! wait for the server, a client's pause in reading the response, the
+//! number of requests (and health pings) in flight and queued.
 //!
 //! # Layout
 //!
@@ -15,6 +16,7 @@
 //!   accepting on the same sockets), [`run`] (one worker: the accept loop
 //!   and graceful shutdown); [`bind`].
 //! - [`drain`]: the graceful shutdown of a worker's connections.
+//! - [`send_timeout`]: the bound on a client that stops reading.
 //! - [`http`]: routing, local answers (400/404/405/414, `/health`) and the
 //!   translation of the server's reply into an HTTP response.
 //! - [`query`]: query-string decoding (percent-escapes, `+`, UTF-8).
@@ -50,6 +52,7 @@ pub mod drain;
 pub mod forwarded;
 pub mod http;
 pub mod query;
+pub mod send_timeout;
 pub mod server;
 pub mod signal;
 pub mod upstream;

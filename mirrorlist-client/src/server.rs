@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::http::{self, State};
+use crate::send_timeout::SendTimeout;
 use crate::upstream::{Admission, Upstream};
 
 /// Binds `addr` with the configured backlog, non-blocking, ready for
@@ -218,7 +219,8 @@ async fn run_worker(
             let state = state.clone();
             async move { Ok::<_, Infallible>(http::handle(req, peer, &state).await) }
         });
-        let conn = drain.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let io = TokioIo::new(SendTimeout::new(stream, config.send_timeout));
+        let conn = drain.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %peer, "connection ended: {e}");

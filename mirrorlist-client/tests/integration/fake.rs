@@ -5,7 +5,8 @@
 //! Query parameters steer it: `status=N` sets the reply status,
 //! `location=URL` adds a `Location` header, `badheader=1` adds a header name
 //! HTTP does not allow, `garbage=1` answers with an unparseable frame,
-//! `wrongid=1` with a reply carrying another request's id.
+//! `wrongid=1` with a reply carrying another request's id, `size=N` pads
+//! the body with `.` to N bytes.
 //! With `hold` set, replies wait until [`Fake::release`], so tests can hold
 //! requests in flight without relying on timing.
 
@@ -166,7 +167,12 @@ fn reply_to(request: &Request) -> Reply {
     if request.endpoint == Endpoint::Attach {
         return Reply::text(501, "shared memory is off\n");
     }
-    let mut reply = Reply::text(200, echo(request));
+    let mut body = echo(request);
+    if let Some(size) = param(request, "size") {
+        let size: usize = size.parse().expect("numeric size");
+        body.extend(std::iter::repeat_n('.', size.saturating_sub(body.len())));
+    }
+    let mut reply = Reply::text(200, body);
     if let Some(status) = param(request, "status") {
         reply.status = status.parse().expect("numeric status");
     }

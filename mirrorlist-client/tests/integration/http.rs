@@ -352,3 +352,45 @@ async fn health_is_503_without_a_server() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    guard(async {
+        let d = dir();
+        let mut fake = Fake::start(&d.socket, false);
+        let mut cfg = config(&d);
+        cfg.send_timeout = std::time::Duration::from_millis(100);
+        // Shutdown waits for a response being written for as long as this
+        // (past the guard): only the send timeout can end that connection.
+        cfg.shutdown_timeout = std::time::Duration::from_secs(3600);
+        let front = Front::start(cfg).await;
+        // A small receive buffer and a body far beyond every socket
+        // buffer, so the front end's writes must wait for the reader.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(front.addr).await.expect("connect");
+        const SIZE: usize = 4 << 20;
+        stream
+            .write_all(format!("GET /metalink?size={SIZE} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        fake.wait_received(1).await;
+        // Graceful shutdown lets the response finish; it returns only once
+        // the stalled write has failed and its connection is gone.
+        front.shutdown().await.unwrap().expect("run returns Ok");
+        // What the kernel had taken still arrives; the rest never does.
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got).await;
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            &got[..got.len().min(40)]
+        );
+        assert!(
+            got.len() < SIZE,
+            "the whole response arrived ({} bytes)",
+            got.len()
+        );
+    })
+    .await;
+}
