@@ -203,23 +203,42 @@ impl Cli {
 
 /// A CIDR, or a bare address meaning just that host.
 fn parse_net(s: &str) -> Result<IpNet, String> {
-    if let Ok(net) = s.parse::<IpNet>() {
+    let net = match s.parse::<IpNet>() {
         // `10.1.2.3/8` is almost certainly meant as the network; normalise
         // so containment checks do what the operator meant.
-        return Ok(net.trunc());
+        Ok(net) => net.trunc(),
+        Err(_) => s
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("`{s}` is neither a CIDR (e.g. 10.0.0.0/8) nor an IP address"))?,
+    };
+    // Peers are compared in canonical form (`::ffff:10.0.0.1` is 10.0.0.1),
+    // so an IPv4-mapped network must be too, or it would never match.
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(len)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96))
+        {
+            return ipnet::Ipv4Net::new(v4, len)
+                .map(IpNet::V4)
+                .map_err(|e| format!("`{s}`: {e}"));
+        }
     }
-    s.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("`{s}` is neither a CIDR (e.g. 10.0.0.0/8) nor an IP address"))
+    Ok(net)
 }
 
-/// A positive number of seconds, fractions allowed.
+/// The longest timeout accepted: a day. Far beyond any sensible bound, and
+/// far from where a deadline (now + timeout) would overflow.
+const MAX_SECS: f64 = 86_400.0;
+
+/// A positive number of seconds, fractions allowed, at most [`MAX_SECS`].
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("`{s}` is not a number of seconds"))?;
     if secs.is_nan() || secs <= 0.0 {
         return Err(format!("`{s}` must be more than 0 seconds"));
+    }
+    if secs > MAX_SECS {
+        return Err(format!("`{s}` is more than a day ({MAX_SECS} seconds)"));
     }
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }
@@ -309,7 +328,23 @@ mod tests {
         assert_eq!((both.workers, both.max_inflight), (3, 5));
         assert!(parse(&["--request-timeout", "0"]).is_err());
         assert!(parse(&["--request-timeout", "-1"]).is_err());
+        assert!(parse(&["--send-timeout", "1e19"]).is_err());
+        assert!(parse(&["--header-timeout", "86400"]).is_ok());
         assert!(parse(&["--trusted-proxy", "not-a-net"]).is_err());
+        // IPv4-mapped forms become the IPv4 networks peers are compared
+        // with.
+        assert_eq!(
+            parse_net("::ffff:10.1.2.3/104"),
+            Ok("10.0.0.0/8".parse().unwrap())
+        );
+        assert_eq!(
+            parse_net("::ffff:192.0.2.1"),
+            Ok("192.0.2.1/32".parse().unwrap())
+        );
+        assert_eq!(
+            parse_net("2001:db8::/32"),
+            Ok("2001:db8::/32".parse().unwrap())
+        );
     }
 
     #[test]

@@ -95,24 +95,28 @@ pub async fn run_workers(
         let thread = std::thread::Builder::new()
             .name(format!("worker-{worker}"))
             .spawn(move || {
-                let result = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("cannot start a worker's runtime")
-                    .and_then(|runtime| {
-                        runtime.block_on(async move {
-                            let listeners = listeners
-                                .into_iter()
-                                .map(TcpListener::from_std)
-                                .collect::<io::Result<Vec<_>>>()?;
-                            let stopped = async move {
-                                // An error means the sender is gone: stop too.
-                                let _ = stop.wait_for(|&stop| stop).await;
-                            };
-                            run_worker(config, listeners, admission, worker, stopped).await
+                // A worker that panics must still report, or the others
+                // would serve on without it and nobody would know.
+                let run = || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .context("cannot start a worker's runtime")
+                        .and_then(|runtime| {
+                            runtime.block_on(async move {
+                                let listeners = listeners
+                                    .into_iter()
+                                    .map(TcpListener::from_std)
+                                    .collect::<io::Result<Vec<_>>>()?;
+                                let stopped = async move {
+                                    // An error means the sender is gone: stop too.
+                                    let _ = stop.wait_for(|&stop| stop).await;
+                                };
+                                run_worker(config, listeners, admission, worker, stopped).await
+                            })
                         })
-                    });
-                let _ = done.send((worker, result));
+                };
+                let _ = done.send((worker, unwound(run)));
             })
             .context("cannot start a worker thread")?;
         threads.push(thread);
@@ -203,12 +207,18 @@ async fn run_worker(
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors or memory: the error repeats at
-                // once, so pause instead of spinning; connections waiting in
-                // the backlog are accepted once some close.
+            Err(e) if out_of_resources(&e) => {
+                // The error repeats at once, so pause instead of spinning;
+                // connections waiting in the backlog are accepted once some
+                // close.
                 tracing::error!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => {
+                // About that one connection (reset before it was accepted,
+                // say): the next one is fine, and a burst must not wait.
+                tracing::debug!("accept failed: {e}");
                 continue;
             }
         };
@@ -238,11 +248,33 @@ async fn run_worker(
     match tokio::time::timeout(config.shutdown_timeout, drain.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!(
-            "connections still open after {:?}; closing them",
+            "connections still open after {:?}; no longer waiting for them",
             config.shutdown_timeout
         ),
     }
     Ok(())
+}
+
+/// Runs `f`, turning a panic into an error with the panic's message (the
+/// panic hook has printed it in full already).
+fn unwound(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        Err(anyhow::anyhow!("panicked: {text}"))
+    })
+}
+
+/// Whether an accept failed for want of descriptors or memory, rather than
+/// because of the connection it was taking.
+fn out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// The next connection on any listener; `start` rotates which is polled
@@ -263,4 +295,28 @@ async fn accept_any(
         Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_running_out_of_resources_pauses_accepting() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(out_of_resources(&io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::ECONNABORTED, libc::EPROTO, libc::EPERM, libc::EINTR] {
+            assert!(!out_of_resources(&io::Error::from_raw_os_error(errno)));
+        }
+    }
+
+    #[test]
+    fn a_panic_is_reported_as_an_error() {
+        let e = unwound(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(e.to_string(), "panicked: boom 1");
+        let e = unwound(|| std::panic::panic_any(7_u8)).unwrap_err();
+        assert_eq!(e.to_string(), "panicked: (no message)");
+        assert!(unwound(|| Ok(())).is_ok());
+    }
 }
