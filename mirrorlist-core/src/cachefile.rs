@@ -75,6 +75,15 @@ pub enum CacheFileError {
         /// Actual length.
         found: u64,
     },
+    /// The header's payload length cannot be right: with the header it
+    /// exceeds any possible file length.
+    #[error("truncated or corrupt cache file: {found} bytes, header promises a payload of {payload_len} bytes, more than any file can hold")]
+    ImpossibleLength {
+        /// The payload length in the header.
+        payload_len: u64,
+        /// Actual length of the file.
+        found: u64,
+    },
     /// The file is longer than its header says.
     #[error("cache file has {extra} unexpected bytes after the payload")]
     TrailingBytes {
@@ -142,8 +151,15 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, CacheFileError> {
 /// Decodes the bytes of a cache file, refusing anything not exactly right.
 pub fn decode(bytes: &[u8]) -> Result<Cache, CacheFileError> {
     let header = read_header(bytes)?;
-    let expected = HEADER_LEN as u64 + header.payload_len;
     let found = bytes.len() as u64;
+    // A corrupt length near u64::MAX would wrap around and pass for a
+    // short file with trailing bytes.
+    let expected = (HEADER_LEN as u64).checked_add(header.payload_len).ok_or(
+        CacheFileError::ImpossibleLength {
+            payload_len: header.payload_len,
+            found,
+        },
+    )?;
     if found < expected {
         return Err(CacheFileError::Truncated { expected, found });
     }
@@ -317,6 +333,34 @@ mod tests {
             );
         }
         assert!(matches!(decode(&[]), Err(CacheFileError::BadMagic)));
+    }
+
+    #[test]
+    fn a_payload_length_that_overflows_is_refused_not_wrapped() {
+        let mut bytes = encode(&sample());
+        bytes[20..28].copy_from_slice(&u64::MAX.to_le_bytes());
+        let err = decode(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheFileError::ImpossibleLength { payload_len: u64::MAX, found }
+                    if found == bytes.len() as u64
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("more than any file can hold"),
+            "{err}"
+        );
+        // The largest length that does not overflow is an ordinary truncation.
+        bytes[20..28].copy_from_slice(&(u64::MAX - HEADER_LEN as u64).to_le_bytes());
+        assert!(matches!(
+            decode(&bytes),
+            Err(CacheFileError::Truncated {
+                expected: u64::MAX,
+                ..
+            })
+        ));
     }
 
     #[test]
