@@ -18,8 +18,11 @@
 //! - `codec`: the cache file's payload encoding (bincode through serde),
 //!   which the frames write and read by hand.
 //!
-//! Nothing here does network I/O or needs an async runtime: the server, the
-//! front end and the builder bring their own.
+//! Nothing here needs an async runtime. The only socket I/O is
+//! [`shm::send_with_fd`] and [`shm::recv_with_fd`], one `sendmsg` or
+//! `recvmsg` each on a Unix socket the caller owns; connecting, accepting
+//! and waiting for readiness are left to the server, the front end and the
+//! builder, which bring their own runtimes.
 
 // Unsafe code is refused everywhere but in `shm`, which maps memory.
 #![deny(unsafe_code)]
