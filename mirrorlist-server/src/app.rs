@@ -10,21 +10,43 @@ use crate::config::Args;
 use crate::server::{self, LoadInfo};
 use crate::socket;
 
-/// Removes the pidfile when the server stops.
-struct Pidfile(PathBuf);
+/// Removes the pidfile when the server stops, unless it no longer holds
+/// this process's pid: a server started during this one's drain (which
+/// found the socket closed) has written its own, and `--reload-pidfile`
+/// must keep finding it.
+struct Pidfile {
+    path: PathBuf,
+    contents: String,
+}
 
 impl Pidfile {
     fn write(path: &Path) -> anyhow::Result<Pidfile> {
-        let pid = format!("{}\n", std::process::id());
-        mirrorlist_core::cachefile::write_bytes_atomic(path, pid.as_bytes())
+        Pidfile::write_pid(path, std::process::id())
+    }
+
+    fn write_pid(path: &Path, pid: u32) -> anyhow::Result<Pidfile> {
+        let contents = format!("{pid}\n");
+        mirrorlist_core::cachefile::write_bytes_atomic(path, contents.as_bytes())
             .with_context(|| format!("writing pidfile {}", path.display()))?;
-        Ok(Pidfile(path.to_owned()))
+        Ok(Pidfile {
+            path: path.to_owned(),
+            contents,
+        })
     }
 }
 
 impl Drop for Pidfile {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        match fs::read_to_string(&self.path) {
+            Ok(now) if now == self.contents => {
+                let _ = fs::remove_file(&self.path);
+            }
+            Ok(_) => tracing::info!(
+                path = %self.path.display(),
+                "pidfile now names another process; leaving it"
+            ),
+            Err(_) => {}
+        }
     }
 }
 
@@ -86,4 +108,29 @@ pub fn start(args: Args) -> anyhow::Result<()> {
     drop(socket_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pidfile_is_removed_only_while_it_holds_our_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.pid");
+        let ours = Pidfile::write(&path).unwrap();
+        let written = fs::read_to_string(&path).unwrap();
+        assert_eq!(written, format!("{}\n", std::process::id()));
+        drop(ours);
+        assert!(!path.exists(), "our own pidfile is removed");
+
+        // A successor rewrote it during our drain.
+        let ours = Pidfile::write(&path).unwrap();
+        let successor = Pidfile::write_pid(&path, std::process::id() + 1).unwrap();
+        drop(ours);
+        let left = fs::read_to_string(&path).expect("the successor's pidfile survives");
+        assert_eq!(left, format!("{}\n", std::process::id() + 1));
+        drop(successor);
+        assert!(!path.exists());
+    }
 }

@@ -1,10 +1,11 @@
 //! The listening Unix socket: created with an explicit backlog, mode and
 //! group; a stale socket file left by a crash is replaced, a live one is
-//! never stolen; the file is removed when the server stops.
+//! never stolen; the file is removed when the server stops, unless another
+//! server has replaced it by then.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 
@@ -37,9 +38,17 @@ pub enum SocketError {
 /// The socket file: removed when this guard is dropped. Kept apart from the
 /// listener so the listener can be closed (refusing new connections) while
 /// in-flight work finishes, and the file removed after.
+///
+/// Meanwhile a new server may have found the closed socket stale and bound
+/// its own at the path: the file is removed only if it is still the one
+/// bound here (same device and inode). The guard holds an `O_PATH`
+/// descriptor of that inode, so that once unlinked by the new server its
+/// number cannot be given to the new server's file.
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
+    id: (u64, u64),
+    _pin: fs::File,
 }
 
 impl SocketFile {
@@ -51,8 +60,24 @@ impl SocketFile {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // Another server could still replace the file between this check
+        // and the unlink: a window of microseconds instead of the drain's
+        // seconds.
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if file_id(&meta) == self.id => {
+                let _ = fs::remove_file(&self.path);
+            }
+            Ok(_) => tracing::info!(
+                path = %self.path.display(),
+                "socket file was replaced by another server; leaving it"
+            ),
+            Err(_) => {}
+        }
     }
+}
+
+fn file_id(meta: &fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
 }
 
 /// Resolves a group given by name or number.
@@ -99,9 +124,24 @@ pub fn bind(
         Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| err("creating socket", e))?;
     let addr = SockAddr::unix(path).map_err(|e| err("socket address", e))?;
     socket.bind(&addr).map_err(|e| err("binding", e))?;
+    let pinned = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|pin| Ok((pin.metadata()?, pin)));
+    let (meta, pin) = match pinned {
+        Ok(pinned) => pinned,
+        Err(e) => {
+            // Without its identity the file cannot be removed safely later.
+            let _ = fs::remove_file(path);
+            return Err(err("opening the new socket file (O_PATH)", e));
+        }
+    };
     // From here on the file exists: the guard removes it on any error.
     let file = SocketFile {
         path: path.to_owned(),
+        id: file_id(&meta),
+        _pin: pin,
     };
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|e| err("setting permissions", e))?;
@@ -140,6 +180,22 @@ mod tests {
         drop(_listener);
         drop(live);
         assert!(!path.exists(), "socket file removed on drop");
+    }
+
+    #[test]
+    fn a_successors_socket_file_survives_the_guard() {
+        // A stopping server's listener is closed while its guard lives on
+        // (the drain); a new server takes the path over meanwhile.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let (listener, old) = bind(&path, 16, 0o600, None).unwrap();
+        drop(listener);
+        let (_successor, new) = bind(&path, 16, 0o600, None).unwrap();
+        drop(old);
+        assert!(path.exists(), "the successor's socket file was removed");
+        StdUnixStream::connect(&path).expect("the successor still answers");
+        drop(new);
+        assert!(!path.exists(), "the successor's guard removes its own file");
     }
 
     #[test]
