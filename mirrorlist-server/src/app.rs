@@ -72,11 +72,21 @@ fn raise_fd_limit() {
 /// Runs the server as the flags say. Returns when it has stopped.
 pub fn start(args: Args) -> anyhow::Result<()> {
     let config = args.config();
-    let (state, info) = server::load_state(&config.sources)?;
     if args.check {
+        let (_, info) = server::load_state(&config.sources)?;
         println!("ok: {}", describe(&info));
         return Ok(());
     }
+    // Before the load, which takes seconds at Fedora scale: until the
+    // handlers are in, SIGHUP and SIGUSR1 (sent by a cache build or
+    // logrotate at a bad moment) kill the process, their default action.
+    // A signal that arrives during the load waits in the channel: a SIGHUP
+    // then makes one more load as soon as the server runs (the cache may
+    // have been replaced after this load opened it), a SIGTERM stops the
+    // server as soon as it runs.
+    let controls = server::spawn_signal_thread().context("installing signal handlers")?;
+    tracing::info!(cache = %config.sources.cache.display(), "loading");
+    let (state, info) = server::load_state(&config.sources)?;
     tracing::info!("{}", describe(&info));
     if !info.geoip {
         tracing::warn!("no --geoip database: answering without the country and continent tiers");
@@ -88,7 +98,6 @@ pub fn start(args: Args) -> anyhow::Result<()> {
         .map(socket::resolve_group)
         .transpose()?;
     raise_fd_limit();
-    let controls = server::spawn_signal_thread().context("installing signal handlers")?;
     let (listener, socket_file) = socket::bind(socket_path, args.backlog, args.socket_mode, group)?;
     let _pidfile = args.pidfile.as_deref().map(Pidfile::write).transpose()?;
     tracing::info!(

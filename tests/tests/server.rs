@@ -775,3 +775,62 @@ fn sigterm_ends_a_connection_stuck_in_a_write_on_another_worker() {
     assert!(log.contains("stopped"), "{log}");
     assert!(!server.socket().exists(), "socket left behind");
 }
+
+/// Makes `path` a named pipe: the server's load of it then waits until the
+/// test writes a cache into it, so signals can be sent while a load is
+/// certainly in progress, with no timing involved.
+fn cache_fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+/// Writes a cache into the named pipe at `path` (blocks until the server
+/// opens it for reading).
+fn feed_fifo(path: &Path, generation: u64) {
+    std::fs::write(path, cachefile::encode(&fixtures::cache(generation)))
+        .expect("feeding the pipe");
+}
+
+#[test]
+fn sighup_and_sigusr1_during_the_first_load_do_not_kill_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache.bin");
+    cache_fifo(&cache);
+    let mut proc = Proc::spawn(command(dir.path()));
+    // Logged once the handlers are in, before the cache is opened; the
+    // load then waits on the pipe until it is fed below.
+    proc.wait_for("loading");
+    proc.signal(Signal::SIGHUP);
+    proc.signal(Signal::SIGUSR1);
+    // Fed from a thread: if the signals killed the server, nobody opens
+    // the pipe to read, and `wait_for` below fails on the closed log.
+    let feeder = {
+        let cache = cache.clone();
+        std::thread::spawn(move || feed_fifo(&cache, 1))
+    };
+    proc.wait_for("ready");
+    feeder.join().expect("feeder");
+    let mut server = Server { proc, dir };
+    assert_eq!(
+        generation(&server.connect().call(&mirrorlist()).unwrap().body),
+        1
+    );
+
+    // The SIGHUP that came during the first load makes one more load.
+    server.proc.wait_for("reloading");
+    feed_fifo(&cache, 2);
+    let line = server.proc.wait_for("reloaded");
+    assert!(line.contains("built_at=1700000002"), "{line}");
+    assert_eq!(
+        generation(&server.connect().call(&mirrorlist()).unwrap().body),
+        2
+    );
+
+    server.proc.signal(Signal::SIGTERM);
+    assert!(server.proc.wait_exit().success(), "{}", server.proc.log());
+    let log = server.proc.log();
+    assert_eq!(
+        log.matches("reloading").count(),
+        1,
+        "one SIGHUP, one reload: {log}"
+    );
+}
