@@ -109,11 +109,17 @@ pub fn start(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener =
             tokio::net::UnixListener::from_std(listener).context("registering the socket")?;
         server::run(config, listener, state, controls).await
-    })?;
+    });
+    // A reload in progress runs on a blocking thread, which aborting its
+    // task does not stop and dropping the runtime would wait for: the
+    // seconds a load takes, or for ever on a hung file system. `run` has
+    // drained the connections and flushed the log; the load is abandoned.
+    runtime.shutdown_background();
+    served?;
     drop(socket_file);
     tracing::info!("stopped");
     Ok(())

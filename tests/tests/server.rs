@@ -834,3 +834,27 @@ fn sighup_and_sigusr1_during_the_first_load_do_not_kill_the_server() {
         "one SIGHUP, one reload: {log}"
     );
 }
+
+#[test]
+fn sigterm_during_a_reload_does_not_wait_for_the_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache.bin");
+    cache_fifo(&cache);
+    let mut proc = Proc::spawn(command(dir.path()));
+    proc.wait_for("loading");
+    feed_fifo(&cache, 1);
+    proc.wait_for("ready");
+    // The reload opens the pipe, which nobody will write to: it never ends.
+    proc.signal(Signal::SIGHUP);
+    proc.wait_for("reloading");
+    proc.signal(Signal::SIGTERM);
+    let status = proc.wait_exit();
+    assert!(status.success(), "exit status {status:?}: {}", proc.log());
+    let log = proc.log();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains("reloaded"), "{log}");
+    assert!(
+        !dir.path().join("mirrorlist.sock").exists(),
+        "socket left behind"
+    );
+}
