@@ -12,6 +12,7 @@
 //! | `redirect=1`, no mirror | 404 | the list's header line |
 //! | neither `path=` nor `repo=`+`arch=` | 400 | `# either path=, or repo= and arch= must be specified` |
 //! | `ip=` not an address | 400 | `# error: ip= is not an IP address: "…"` |
+//! | `path=` with a control character | 400 | `# error: path= contains a control character (U+…), which cannot appear in a URL` |
 //! | unknown repo or arch | 404 | `# repo = R arch = A error: invalid repo or arch` and the available repositories |
 //! | unknown path | 404 | `# path = P error: invalid path` |
 //! | disabled repository | 404 | `# repo = R arch = A repo disabled` (MirrorManager says 200; but there is no list for it, and a 404 keeps caches and monitoring from taking it for a served list) |
@@ -298,6 +299,18 @@ fn resolve_path<'a>(
     path: &'a str,
 ) -> Result<Resolved<'a>, Failure> {
     let index = &state.index;
+    // A file name is copied from the request into every list line and into
+    // `Location` as given: a `%0A` would add a line to each entry, a CR LF
+    // break the header. Such names cannot be files of the master tree
+    // anyway. The directory part is matched against the cache; checking
+    // the whole value makes the answer the same wherever the character is.
+    if let Some(c) = path.chars().find(|c| c.is_control()) {
+        let text = format!(
+            "# error: path= contains a control character (U+{:04X}), which cannot appear in a URL",
+            u32::from(c)
+        );
+        return Err((400, text));
+    }
     let head = Head::Path(path);
     if let Some(d) = index.path(path) {
         if metalink {
@@ -1090,6 +1103,41 @@ mod tests {
         let (reply, _) = call(&s, &req(Endpoint::Metalink, None, &q));
         assert_eq!(reply.status, 404);
         assert!(body(&reply).contains("pub/os/ not found or has no metalink"));
+    }
+
+    #[test]
+    fn a_path_with_control_characters_is_refused_not_copied_into_urls() {
+        let s = state(&world());
+        // `%0A%23injected`, `%0D%0ALocation:` and a C1 control, decoded.
+        for (bad, code) in [
+            ("pub/os/x\n#injected", "000A"),
+            ("pub/os/x\r\nSet-Cookie: a=b", "000D"),
+            ("pub/os/x\u{85}y", "0085"),
+            ("pub/os\t/x", "0009"),
+        ] {
+            for extra in [None, Some(("redirect", "1"))] {
+                let mut q = vec![("path", bad)];
+                q.extend(extra);
+                let (reply, _) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+                assert_eq!(reply.status, 400, "{bad:?} {extra:?}");
+                assert!(reply.headers.is_empty(), "{bad:?}: {:?}", reply.headers);
+                assert_eq!(
+                    body(&reply),
+                    format!(
+                        "# error: path= contains a control character (U+{code}), \
+                         which cannot appear in a URL\n"
+                    )
+                );
+            }
+            let (reply, _) = call(&s, &req(Endpoint::Metalink, None, &[("path", bad)]));
+            assert_eq!(reply.status, 400, "{bad:?}");
+            assert!(body(&reply).contains("path= contains a control character"));
+        }
+        // Other unusual characters are still copied as given.
+        let q = [("path", "pub/os/a b#c?d")];
+        let (reply, _) = call(&s, &req(Endpoint::Mirrorlist, Some("194.25.0.60"), &q));
+        assert_eq!(reply.status, 200);
+        assert!(body(&reply).contains("https://de.example/pub/os/a b#c?d\n"));
     }
 
     #[test]

@@ -29,7 +29,9 @@
 //!
 //! Text echoed from the request (an unknown repo name) has its control
 //! characters replaced, so a `%0A` cannot add a line to a list that clients
-//! read line by line.
+//! read line by line. The one piece of the request copied into URLs as
+//! given, a `path=` file name, never holds one: the handler refuses such a
+//! `path=` with 400.
 
 use mirrorlist_core::model::{Directory, FileDetails, FileEntry, HostSet, Protocol};
 
