@@ -877,6 +877,52 @@ mod tests {
     }
 
     #[test]
+    fn a_metalink_with_a_long_file_name_and_many_urls_fits_its_bound() {
+        // The escaped file name ends every `<url>` line: 50 apostrophes
+        // are 300 bytes there. Before the bound counted it, 40 such lines
+        // outgrew it and tripped the debug assertion in `answer`.
+        let name = format!("{}.iso", "'".repeat(50));
+        let mut w = World::new();
+        for _ in 0..40 {
+            w.simple("DE");
+        }
+        w.cache.file_details = vec![DirectoryFiles {
+            directory: "pub/os".into(),
+            files: vec![mirrorlist_core::model::FileEntry {
+                name: name.clone(),
+                versions: vec![details("a", 1)],
+            }],
+        }];
+        let s = state(&w);
+        let path = format!("pub/os/{name}");
+        let r = req(Endpoint::Metalink, Some("194.25.0.60"), &[("path", &path)]);
+        let normalized = normalize_path(&path);
+        let resolved = resolve_path(&s, true, &normalized).unwrap();
+        let (reply, _) = call(&s, &r);
+        assert_eq!(reply.status, 200);
+        let b = body(&reply);
+        let end = format!("/os/{}.iso</url>\n", "&apos;".repeat(50));
+        assert_eq!(b.matches(end.as_str()).count(), 40, "{b}");
+
+        let (index, file) = (&s.index, resolved.file.unwrap());
+        let mut rng = ShuffleRng::seed_from_u64(42);
+        let mut sel = Selection::default();
+        let geo = s.geo.as_deref().map(|g| g as &dyn GeoLookup);
+        let loc = select::locate(index, geo, s.asn.as_ref(), r.client_ip, true);
+        let params = Params {
+            places: None,
+            netblock: true,
+            protocols: None,
+            usable: ProtocolSet::ALL,
+            minimum: s.minimum,
+        };
+        select::select(index, resolved.dir, &loc, &params, &mut rng, &mut sel);
+        assert_eq!(sel.picks.len(), 40);
+        let bound = render::metalink_capacity(index, file, &resolved.target, &sel);
+        assert!(b.len() <= bound, "{} bytes > bound {bound}", b.len());
+    }
+
+    #[test]
     fn metalink_without_mirrors_is_a_valid_empty_document() {
         let mut w = World::new();
         w.cache.file_details = world().cache.file_details;

@@ -607,7 +607,11 @@ pub fn metalink_capacity(
     target: &Target<'_>,
     sel: &Selection,
 ) -> usize {
-    let end = (target.dir.subpath.len() + target.extra.len()) * 6 + 64;
+    // What `metalink_url_end` appends to every line, each byte escaped at
+    // worst to six (`&quot;`): the file name included, which can be longer
+    // than the rest of the line.
+    let file_len = target.file.map_or(0, str::len);
+    let end = (target.dir.subpath.len() + target.extra.len() + file_len) * 6 + 64;
     let line = index.url_line_max() + 3 + PRIVATE_ATTR.len() + end;
     let mut n = 1024 + file.name.len() * 6 + file.versions.len() * 1024;
     for d in &file.versions {
