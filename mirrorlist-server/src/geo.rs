@@ -22,6 +22,16 @@
 //!
 //! [`geo_address`] maps IPv6 transition addresses (6to4, Teredo) to the IPv4
 //! address they embed, since that is where the client really is.
+//!
+//! # Replacing the database file
+//!
+//! The file stays mapped for as long as its [`MaxmindGeo`] lives (until a
+//! reload has swapped in a new one and the last request on the old one is
+//! done), and IPv6 lookups read it there; it is not copied into memory, which would add its size (tens of
+//! MB) to the server's RSS. So the file must be replaced by renaming a new
+//! one over it, as `geoipupdate` does: the old inode lives on under the
+//! mapping. Overwriting it in place truncates the mapped file, and the
+//! next IPv6 lookup touching a page past the new end gets SIGBUS.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -52,7 +62,8 @@ pub enum GeoError {
 }
 
 /// A MaxMind DB file, memory-mapped (several processes share the page
-/// cache), with its IPv4 networks also in a [`V4Table`].
+/// cache), with its IPv4 networks also in a [`V4Table`]. The file must be
+/// replaced by rename, never rewritten in place (see the module doc).
 pub struct MaxmindGeo {
     reader: maxminddb::Reader<maxminddb::Mmap>,
     v4: V4Table,
