@@ -85,18 +85,21 @@ pub fn start(args: Args) -> anyhow::Result<()> {
     // have been replaced after this load opened it), a SIGTERM stops the
     // server as soon as it runs.
     let controls = server::spawn_signal_thread().context("installing signal handlers")?;
-    tracing::info!(cache = %config.sources.cache.display(), "loading");
-    let (state, info) = server::load_state(&config.sources)?;
-    tracing::info!("{}", describe(&info));
-    if !info.geoip {
-        tracing::warn!("no --geoip database: answering without the country and continent tiers");
-    }
+    // What the socket needs is checked before the load too, so a wrong
+    // flag or a server already running is reported at once, not after it.
     let socket_path = args.socket.as_deref().context("--socket is required")?;
     let group = args
         .socket_group
         .as_deref()
         .map(socket::resolve_group)
         .transpose()?;
+    socket::preflight(socket_path)?;
+    tracing::info!(cache = %config.sources.cache.display(), "loading");
+    let (state, info) = server::load_state(&config.sources)?;
+    tracing::info!("{}", describe(&info));
+    if !info.geoip {
+        tracing::warn!("no --geoip database: answering without the country and continent tiers");
+    }
     raise_fd_limit();
     let (listener, socket_file) = socket::bind(socket_path, args.backlog, args.socket_mode, group)?;
     let _pidfile = args.pidfile.as_deref().map(Pidfile::write).transpose()?;

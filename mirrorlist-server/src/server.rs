@@ -144,7 +144,19 @@ pub async fn run(
     let workers = Workers::start(config.workers).context("starting the worker threads")?;
     tracing::info!(workers = config.workers, "ready");
 
-    loop {
+    // Signals that came during the first load: any number of SIGHUPs make
+    // one more load (the cache may have been replaced after that load
+    // opened it), a stop signal stops. The access log was opened above.
+    let mut early = Vec::new();
+    while let Ok(control) = controls.try_recv() {
+        early.push(control);
+    }
+    if early.contains(&Control::Reload) {
+        reload.notify_one();
+    }
+    let mut stopping = early.contains(&Control::Shutdown);
+
+    while !stopping {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -166,7 +178,7 @@ pub async fn run(
                     reopen_log(&shared);
                 }
                 Some(Control::ReopenLog) => reopen_log(&shared),
-                Some(Control::Shutdown) | None => break,
+                Some(Control::Shutdown) | None => stopping = true,
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = flush.tick() => flush_log(&shared),
@@ -179,16 +191,39 @@ pub async fn run(
     );
     drop(listener);
     let _ = stop_tx.send(true);
+    // A second stop signal (an operator's second Ctrl-C) ends the wait.
     let drained = tokio::time::timeout(config.shutdown_timeout, async {
-        while conns.join_next().await.is_some() {}
+        let mut listening = true;
+        loop {
+            tokio::select! {
+                next = conns.join_next() => if next.is_none() {
+                    return true;
+                },
+                control = controls.recv(), if listening => match control {
+                    Some(Control::Shutdown) => return false,
+                    Some(_) => {}
+                    None => listening = false,
+                },
+            }
+        }
     })
     .await;
-    if drained.is_err() {
-        tracing::warn!(
-            connections = conns.len(),
-            "shutdown timeout reached; closing remaining connections"
-        );
-        conns.abort_all();
+    match drained {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(
+                connections = conns.len(),
+                "second stop signal; closing remaining connections"
+            );
+            conns.abort_all();
+        }
+        Err(_) => {
+            tracing::warn!(
+                connections = conns.len(),
+                "shutdown timeout reached; closing remaining connections"
+            );
+            conns.abort_all();
+        }
     }
     reloader.abort();
     workers.stop();
@@ -734,11 +769,13 @@ pub fn spawn_signal_thread() -> io::Result<mpsc::UnboundedReceiver<Control>> {
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                let control = match sig {
-                    SIGHUP => Control::Reload,
-                    SIGUSR1 => Control::ReopenLog,
-                    _ => Control::Shutdown,
+                let (control, name) = match sig {
+                    SIGHUP => (Control::Reload, "SIGHUP"),
+                    SIGUSR1 => (Control::ReopenLog, "SIGUSR1"),
+                    SIGTERM => (Control::Shutdown, "SIGTERM"),
+                    _ => (Control::Shutdown, "SIGINT"),
                 };
+                tracing::info!("received {name}");
                 if tx.send(control).is_err() {
                     break;
                 }

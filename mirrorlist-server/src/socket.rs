@@ -91,6 +91,63 @@ pub fn resolve_group(group: &str) -> Result<nix::unistd::Gid, SocketError> {
     }
 }
 
+/// What is at the socket path before binding.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    Nothing,
+    /// A socket file nobody listens on: left over from a crash.
+    Stale,
+}
+
+/// Looks at `path` without changing anything: refuses a live socket and
+/// anything that is not a socket.
+fn probe(path: &Path) -> Result<Found, SocketError> {
+    let err = |what, source| SocketError::Io {
+        path: path.to_owned(),
+        what,
+        source,
+    };
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match StdUnixStream::connect(path) {
+            Ok(_) => Err(SocketError::InUse(path.to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(Found::Stale),
+            Err(e) => Err(err("probing existing socket", e)),
+        },
+        Ok(_) => Err(SocketError::NotASocket(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Nothing),
+        Err(e) => Err(err("inspecting socket path", e)),
+    }
+}
+
+/// Checks, before the seconds a load takes, what [`bind`] would refuse
+/// after it: another server on the socket, a file in the way, a directory
+/// that does not exist. Changes nothing; `bind` checks again (a server
+/// may have started meanwhile).
+pub fn preflight(path: &Path) -> Result<(), SocketError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(SocketError::Io {
+                path: path.to_owned(),
+                what: "the directory for the socket",
+                source: io::Error::from(io::ErrorKind::NotADirectory),
+            })
+        }
+        Err(source) => {
+            return Err(SocketError::Io {
+                path: path.to_owned(),
+                what: "the directory for the socket",
+                source,
+            })
+        }
+    }
+    probe(path).map(|_| ())
+}
+
 /// Creates the socket at `path`: probes and removes a stale file, binds,
 /// sets `mode` and `group`, listens with `backlog`. The listener is
 /// non-blocking, ready for tokio.
@@ -105,19 +162,9 @@ pub fn bind(
         what,
         source,
     };
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match StdUnixStream::connect(path) {
-            Ok(_) => return Err(SocketError::InUse(path.to_owned())),
-            // Nobody listens: left over from a crash.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                tracing::info!(path = %path.display(), "removing stale socket file");
-                fs::remove_file(path).map_err(|e| err("removing stale socket", e))?;
-            }
-            Err(e) => return Err(err("probing existing socket", e)),
-        },
-        Ok(_) => return Err(SocketError::NotASocket(path.to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err("inspecting socket path", e)),
+    if probe(path)? == Found::Stale {
+        tracing::info!(path = %path.display(), "removing stale socket file");
+        fs::remove_file(path).map_err(|e| err("removing stale socket", e))?;
     }
 
     let socket =
@@ -208,6 +255,29 @@ mod tests {
             Err(SocketError::NotASocket(_))
         ));
         assert_eq!(fs::read(&path).unwrap(), b"data");
+    }
+
+    #[test]
+    fn preflight_refuses_what_bind_would_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        preflight(&path).expect("a free path");
+        // A stale socket passes and is left for bind to replace.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        preflight(&path).expect("a stale socket");
+        assert!(path.exists());
+        let (listener, file) = bind(&path, 16, 0o600, None).unwrap();
+        assert!(matches!(preflight(&path), Err(SocketError::InUse(_))));
+        drop((listener, file));
+        fs::write(&path, b"data").unwrap();
+        assert!(matches!(preflight(&path), Err(SocketError::NotASocket(_))));
+        assert_eq!(fs::read(&path).unwrap(), b"data");
+        let missing = dir.path().join("no-such-dir/s.sock");
+        let e = preflight(&missing).unwrap_err().to_string();
+        assert!(e.contains("the directory for the socket"), "{e}");
+        let under_a_file = path.join("s.sock");
+        let e = preflight(&under_a_file).unwrap_err().to_string();
+        assert!(e.contains("the directory for the socket"), "{e}");
     }
 
     #[test]

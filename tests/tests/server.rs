@@ -385,6 +385,8 @@ fn a_live_socket_is_not_stolen_and_a_stale_one_is_replaced() {
         "{}",
         second.log()
     );
+    // Found before the load, not seconds after it.
+    assert!(!second.log().contains("loading"), "{}", second.log());
     assert_eq!(server.connect().call(&mirrorlist()).unwrap().status, 200);
 
     // A socket file nobody listens on (as after a crash) is replaced.
@@ -776,6 +778,58 @@ fn sigterm_ends_a_connection_stuck_in_a_write_on_another_worker() {
     assert!(!server.socket().exists(), "socket left behind");
 }
 
+#[test]
+fn a_second_stop_signal_ends_the_drain() {
+    let mut server = start_with(&["--shutdown-timeout", "3600"]);
+    let mut stuck = server.connect();
+    // Answered: the server has accepted the connection.
+    assert_eq!(stuck.call(&mirrorlist()).unwrap().status, 200);
+    // As above: replies the connection does not read keep the server in
+    // a write, and the drain would wait the whole hour for it.
+    let mut block = Vec::new();
+    for i in 0..64 {
+        protocol::encode_request(1000 + i, &metalink(), &mut block);
+    }
+    let s = stuck.stream();
+    s.set_nonblocking(true).unwrap();
+    let mut sent = 0usize;
+    loop {
+        match std::io::Write::write(s, &block[sent % block.len()..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("writing requests: {e}"),
+        }
+    }
+    server.proc.signal(Signal::SIGTERM);
+    let line = server.proc.wait_for("shutting down");
+    assert!(line.contains("connections=1"), "{line}");
+    server.proc.signal(Signal::SIGINT);
+    assert!(server.proc.wait_exit().success(), "{}", server.proc.log());
+    let log = server.proc.log();
+    assert!(log.contains("second stop signal"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!server.socket().exists(), "socket left behind");
+}
+
+#[test]
+fn a_missing_socket_directory_is_reported_before_the_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache.bin");
+    // The load would wait on this pipe for ever: the server must fail
+    // without opening it.
+    cache_fifo(&cache);
+    let mut cmd = Command::new(bin("mirrorlist-server"));
+    cmd.arg("--cache")
+        .arg(&cache)
+        .arg("--socket")
+        .arg(dir.path().join("no-such-dir/mirrorlist.sock"));
+    let mut proc = Proc::spawn(cmd);
+    assert!(!proc.wait_exit().success());
+    let log = proc.log();
+    assert!(log.contains("the directory for the socket"), "{log}");
+    assert!(!log.contains("loading"), "{log}");
+}
+
 /// Makes `path` a named pipe: the server's load of it then waits until the
 /// test writes a cache into it, so signals can be sent while a load is
 /// certainly in progress, with no timing involved.
@@ -799,8 +853,14 @@ fn sighup_and_sigusr1_during_the_first_load_do_not_kill_the_server() {
     // Logged once the handlers are in, before the cache is opened; the
     // load then waits on the pipe until it is fed below.
     proc.wait_for("loading");
+    // Two SIGHUPs, each seen before the next is sent (the kernel merges a
+    // signal sent while the same one is pending).
     proc.signal(Signal::SIGHUP);
+    proc.wait_for("received SIGHUP");
+    proc.signal(Signal::SIGHUP);
+    proc.wait_for("received SIGHUP");
     proc.signal(Signal::SIGUSR1);
+    proc.wait_for("received SIGUSR1");
     // Fed from a thread: if the signals killed the server, nobody opens
     // the pipe to read, and `wait_for` below fails on the closed log.
     let feeder = {
@@ -815,7 +875,7 @@ fn sighup_and_sigusr1_during_the_first_load_do_not_kill_the_server() {
         1
     );
 
-    // The SIGHUP that came during the first load makes one more load.
+    // The SIGHUPs that came during the first load make one more load.
     server.proc.wait_for("reloading");
     feed_fifo(&cache, 2);
     let line = server.proc.wait_for("reloaded");
@@ -831,7 +891,7 @@ fn sighup_and_sigusr1_during_the_first_load_do_not_kill_the_server() {
     assert_eq!(
         log.matches("reloading").count(),
         1,
-        "one SIGHUP, one reload: {log}"
+        "SIGHUPs during the first load, one reload: {log}"
     );
 }
 
