@@ -246,10 +246,14 @@ pub fn upstream_error(e: &UpstreamError) -> Response<Body> {
             return text(StatusCode::BAD_GATEWAY, format!("bad gateway: {e}\n"));
         }
         UpstreamError::Unavailable { retry_after } => *retry_after,
-        UpstreamError::Overloaded | UpstreamError::ConnectionLost | UpstreamError::Timeout(_) => 1,
+        UpstreamError::Overloaded
+        | UpstreamError::ConnectionLost
+        | UpstreamError::Timeout(_)
+        | UpstreamError::QueueTimeout(_) => 1,
     };
     match e {
         UpstreamError::Timeout(_) | UpstreamError::ConnectionLost => tracing::warn!("{e}"),
+        // Overload, like `Overloaded`: a line per request would flood.
         _ => tracing::debug!("{e}"),
     }
     let mut response = text(
@@ -459,6 +463,7 @@ mod tests {
             UpstreamError::Overloaded,
             UpstreamError::ConnectionLost,
             UpstreamError::Timeout(std::time::Duration::from_secs(5)),
+            UpstreamError::QueueTimeout(std::time::Duration::from_secs(5)),
         ] {
             let r = upstream_error(&e);
             assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{e}");

@@ -113,6 +113,10 @@ pub enum UpstreamError {
     /// No reply within the request timeout.
     #[error("the mirrorlist server did not answer within {0:?}")]
     Timeout(Duration),
+    /// The request timeout passed while the request waited for a place
+    /// among those in flight: it never reached the server.
+    #[error("too many requests in flight: no place came free within {0:?}")]
+    QueueTimeout(Duration),
     /// The server sent something that is not a valid reply.
     #[error("protocol error from the mirrorlist server: {0}")]
     Protocol(String),
@@ -325,11 +329,13 @@ impl Upstream {
                 .send_on(slot, request, permit, deadline, self.timeout)
                 .await;
         }
-        match tokio::time::timeout_at(deadline, async {
-            let permit = self.admission.admit().await?;
-            self.send(request, permit, deadline, self.timeout).await
-        })
-        .await
+        // One deadline for both waits; the error says which one ran out.
+        let permit = match tokio::time::timeout_at(deadline, self.admission.admit()).await {
+            Ok(permit) => permit?,
+            Err(_) => return Err(UpstreamError::QueueTimeout(self.timeout)),
+        };
+        match tokio::time::timeout_at(deadline, self.send(request, permit, deadline, self.timeout))
+            .await
         {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout(self.timeout)),

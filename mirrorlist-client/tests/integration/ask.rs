@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::client::get;
 use crate::fake::{expected, Fake};
@@ -126,6 +126,72 @@ async fn binary_logs_readiness_serves_and_exits_0_on_sigterm() {
         // Drain the log so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_without_waiting_for_open_requests() {
+    guard(async {
+        let d = dir();
+        // Holds every reply: the request below stays in flight, and the
+        // drain would wait the whole hour for it.
+        let mut fake = Fake::start(&d.socket, true);
+        let mut child = tokio::process::Command::new(BIN)
+            .args([
+                "--socket",
+                d.socket.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "--shutdown-timeout",
+                "3600",
+                "--request-timeout",
+                "3600",
+            ])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut wait_line = async |needle: &str| loop {
+            let line = lines.next_line().await.unwrap().expect("log line");
+            if line.contains(needle) {
+                break line;
+            }
+        };
+        let line = wait_line("listening on ").await;
+        let addr: std::net::SocketAddr = line
+            .rsplit("listening on ")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let held = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream
+                .write_all(b"GET /mirrorlist?repo=a HTTP/1.1\r\nHost: test\r\n\r\n")
+                .await
+                .expect("write");
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            answer
+        });
+        fake.wait_received(1).await;
+        let pid = child.id().unwrap().to_string();
+        let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(term.success());
+        wait_line("waiting for 1 open connection").await;
+        let int = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(int.success());
+        wait_line("received SIGINT again").await;
+        assert_eq!(child.wait().await.unwrap().code(), Some(1));
+        // The held request's connection went with the process, unanswered.
+        let answer = held.await.unwrap();
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     })
     .await;
 }

@@ -232,29 +232,36 @@ async fn unanswered_requests_time_out_and_late_replies_are_dropped() {
         let mut cfg = config(&d);
         // The fake holds every reply until released, so these time out
         // whatever the machine's speed. With one request in flight at a
-        // time, one of them is timed out by its connection and the other,
-        // queued for admission behind it, by its own timer (or by the
-        // connection, if it got through in time).
+        // time, the first is sent and times out waiting for the server;
+        // the second waits for a place behind it (which comes only with
+        // the first's reply) and times out in the queue, never sent.
         cfg.request_timeout = Duration::from_millis(50);
         cfg.max_inflight = 1;
         let front = Front::start(cfg).await;
         // One worker, one connection (the default configuration).
         fake.wait_connections(1).await;
-        let (a, b) = tokio::join!(
-            get(front.addr, "/mirrorlist?repo=a"),
-            get(front.addr, "/mirrorlist?repo=b")
-        );
+        let addr = front.addr;
+        let first = tokio::spawn(async move { get(addr, "/mirrorlist?repo=a").await });
+        fake.wait_received(1).await;
+        let b = get(front.addr, "/mirrorlist?repo=b").await;
+        let a = first.await.unwrap();
         for r in [&a, &b] {
             assert_eq!(r.status, 503, "{}", r.text());
-            assert!(
-                r.text().contains("did not answer within 50ms"),
-                "{}",
-                r.text()
-            );
             assert_eq!(r.header("retry-after"), Some("1"));
         }
-        fake.wait_received(1).await;
-        // The late replies come and are dropped; the connection stays in
+        assert!(
+            a.text()
+                .contains("the mirrorlist server did not answer within 50ms"),
+            "{}",
+            a.text()
+        );
+        assert!(
+            b.text()
+                .contains("too many requests in flight: no place came free within 50ms"),
+            "{}",
+            b.text()
+        );
+        // The late reply comes and are dropped; the connection stays in
         // step, so the next request gets its own answer over it.
         fake.release();
         let r = get(front.addr, "/mirrorlist?repo=c").await;
