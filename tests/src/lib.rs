@@ -38,8 +38,10 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// Path of a binary of the workspace, built if it is missing (when this
-/// crate's tests run alone, `cargo test -p mirrorlist-tests`).
+/// Path of a binary of the workspace. The first call in a test process
+/// runs `cargo build` for the workspace's binaries (a no-op when they are
+/// fresh), so `cargo test -p mirrorlist-tests` alone never tests binaries
+/// older than the source.
 pub fn bin(name: &str) -> PathBuf {
     // The test executable lives in target/<profile>/deps/.
     let exe = std::env::current_exe().expect("current exe");
@@ -47,16 +49,19 @@ pub fn bin(name: &str) -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
-    let path = dir.join(name);
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "--bin", name])
-            .current_dir(workspace_root())
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building {name} failed");
-    }
-    path
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "-q", "--workspace", "--bins"])
+            .current_dir(workspace_root());
+        if dir.file_name() == Some("release".as_ref()) {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("running cargo build");
+        assert!(status.success(), "building the binaries failed");
+    });
+    dir.join(name)
 }
 
 /// A child process whose stderr is read line by line; killed on drop.
