@@ -10,6 +10,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::config::{AskConfig, Config, INFLIGHT_PER_WORKER};
+use crate::forwarded::ClientHeader;
 
 /// HTTP front end of the mirrorlist service.
 ///
@@ -62,10 +63,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<SocketAddr>,
 
-    /// A proxy (CIDR or single address) whose X-Forwarded-For is believed;
-    /// may be repeated.
+    /// A proxy (CIDR or single address) whose X-Forwarded-For (or, with
+    /// --client-header forwarded, Forwarded) is believed; may be repeated.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     pub trusted_proxy: Vec<IpNet>,
+
+    /// The header the trusted proxies write the client's address into; the
+    /// other one is ignored (a client could write it).
+    #[arg(long, value_name = "HEADER", value_enum, default_value_t = ClientHeader::XForwardedFor)]
+    pub client_header: ClientHeader,
 
     /// Requests forwarded to the server at once, for the whole process;
     /// the rest wait, first come first served [default: 64 per worker].
@@ -162,6 +168,7 @@ impl ServeArgs {
             socket,
             listen: self.listen,
             trusted_proxies: self.trusted_proxy,
+            client_header: self.client_header,
             max_inflight,
             max_queue: self.max_queue,
             workers,
@@ -289,6 +296,32 @@ mod tests {
         assert_eq!(config.workers, cpus, "one worker per CPU unless told");
         assert_eq!(config.max_inflight, cpus * 64, "64 in flight per worker");
         assert_eq!(config.max_queue, 8192);
+        assert_eq!(config.client_header, ClientHeader::XForwardedFor);
+    }
+
+    #[test]
+    fn the_client_header_is_one_of_two() {
+        let with = |extra: &[&str]| {
+            let mut args = vec!["--socket", "/s", "--listen", "127.0.0.1:1"];
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let config = with(&["--client-header", "forwarded"])
+            .unwrap()
+            .serve
+            .into_config()
+            .unwrap();
+        assert_eq!(config.client_header, ClientHeader::Forwarded);
+        let config = with(&["--client-header", "x-forwarded-for"])
+            .unwrap()
+            .serve
+            .into_config()
+            .unwrap();
+        assert_eq!(config.client_header, ClientHeader::XForwardedFor);
+        let e = with(&["--client-header", "x-real-ip"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forwarded"), "{e}");
     }
 
     #[test]

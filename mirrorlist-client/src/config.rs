@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::forwarded::ClientHeader;
+
 /// Configuration of the serving front end.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -16,8 +18,10 @@ pub struct Config {
     /// Addresses to accept HTTP on (used by `main`, which binds them; `run`
     /// takes the bound listeners).
     pub listen: Vec<SocketAddr>,
-    /// Peers whose `X-Forwarded-For` is believed.
+    /// Peers whose `X-Forwarded-For` (or `Forwarded`) is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Which of the two headers they write the client's address into.
+    pub client_header: ClientHeader,
     /// Requests forwarded to the server at once, for the whole process
     /// (the command line's default is [`INFLIGHT_PER_WORKER`] per worker).
     pub max_inflight: usize,
@@ -63,6 +67,7 @@ impl Default for Config {
             socket: PathBuf::from("/run/mirrorlist/mirrorlist.sock"),
             listen: Vec::new(),
             trusted_proxies: Vec::new(),
+            client_header: ClientHeader::XForwardedFor,
             max_inflight: INFLIGHT_PER_WORKER,
             max_queue: 8192,
             workers: 1,

@@ -1,5 +1,6 @@
 //! The client's address: the TCP peer, or, behind trusted proxies, what they
-//! wrote into `X-Forwarded-For`.
+//! wrote into `X-Forwarded-For` or, if the operator says so, into RFC 7239's
+//! `Forwarded`.
 //!
 //! Every proxy appends the address it received the request from, so the
 //! header reads left to right from the (claimed) client towards us. Only the
@@ -7,31 +8,72 @@
 //! right, each trusted address vouches for the entry before it, and the
 //! first address that is not a trusted proxy is the client. Anything further
 //! left was written by the client itself and may be forged.
+//!
+//! Only one of the two headers is read, the one the operator's proxies
+//! write: a proxy that appends to one passes the other on as the client
+//! sent it, so reading both would let any client choose its address.
 
 use std::net::{IpAddr, SocketAddr};
 
-use hyper::header::{HeaderMap, HeaderName};
+use hyper::header::{HeaderMap, HeaderName, FORWARDED};
 use ipnet::IpNet;
 
 /// The header proxies append to.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
+/// Which header the trusted proxies write the client's address into.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientHeader {
+    /// `X-Forwarded-For: 192.0.2.7, 10.0.0.2` (nginx, haproxy, most
+    /// load balancers).
+    #[default]
+    #[value(name = "x-forwarded-for")]
+    XForwardedFor,
+    /// `Forwarded: for=192.0.2.7, for="[2001:db8::1]:4711"` (RFC 7239).
+    #[value(name = "forwarded")]
+    Forwarded,
+}
+
 /// The client address for a request from `peer` with these headers, or
-/// `None` when a trusted proxy says it does not know (e.g. `unknown`).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+/// `None` when a trusted proxy says it does not know (e.g. `unknown`, or
+/// RFC 7239's obfuscated `for=_hidden`).
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    which: ClientHeader,
+) -> Option<IpAddr> {
     let peer = peer.to_canonical();
     if !is_trusted(peer, trusted) {
         return Some(peer);
     }
-    // All the headers, in order, as one comma list (RFC 9110 §5.3 makes
-    // repeated fields equivalent to one joined with commas).
-    let entries: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(|entry| std::str::from_utf8(entry).unwrap_or("").trim())
-        .filter(|entry| !entry.is_empty())
-        .collect();
+    // All the fields, in order, as one comma list (RFC 9110 §5.3 makes
+    // repeated fields equivalent to one joined with commas). `None` is an
+    // entry that names no address.
+    let mut entries: Vec<Option<IpAddr>> = Vec::new();
+    match which {
+        ClientHeader::XForwardedFor => {
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                entries.extend(
+                    value
+                        .as_bytes()
+                        .split(|&b| b == b',')
+                        .map(|entry| std::str::from_utf8(entry).unwrap_or("").trim())
+                        .filter(|entry| !entry.is_empty())
+                        .map(parse_entry),
+                );
+            }
+        }
+        ClientHeader::Forwarded => {
+            for value in headers.get_all(FORWARDED) {
+                entries.extend(
+                    outside_quotes(value.as_bytes(), b',')
+                        .filter(|element| !element.trim_ascii().is_empty())
+                        .map(forwarded_for),
+                );
+            }
+        }
+    }
     // The peer itself is the nearest trusted hop; with no header it is the
     // best we know (a proxy's own health check, say).
     let mut nearest = peer;
@@ -39,7 +81,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option
         // A trusted proxy wrote this entry. If it is not an address, that
         // proxy did not know the client: say so rather than believe the
         // client-written entries further left.
-        let addr = parse_entry(entry)?;
+        let addr = (*entry)?;
         if !is_trusted(addr, trusted) {
             return Some(addr);
         }
@@ -69,6 +111,80 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
     Some(addr.to_canonical())
 }
 
+/// The `for=` address of one RFC 7239 element (`for=…;proto=http;by=…`):
+/// `None` when it has none, more than one, or one that is no address
+/// (`unknown`, an obfuscated `_name`, a broken quoted string).
+fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
+    let mut found = None;
+    for pair in outside_quotes(element, b';') {
+        let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        if !pair[..eq].trim_ascii().eq_ignore_ascii_case(b"for") {
+            continue;
+        }
+        if found.is_some() {
+            // The parameter may occur once per element (§4); two are a
+            // broken or forged element, not an address.
+            return None;
+        }
+        found = Some(unquote(pair[eq + 1..].trim_ascii())?);
+    }
+    let node = found?;
+    // Obfuscated identifiers (§6.3) start with `_`; `unknown` fails to
+    // parse like any other non-address.
+    if node.starts_with('_') {
+        return None;
+    }
+    parse_entry(&node)
+}
+
+/// A token as it is, or a quoted string without its quotes and escapes;
+/// `None` for an unterminated quote or text that is not UTF-8.
+fn unquote(value: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(value).ok()?;
+    let Some(inner) = text.strip_prefix('"') else {
+        return Some(text.to_owned());
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return chars.as_str().is_empty().then_some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Splits `bytes` at every `sep` that is not inside a quoted string.
+fn outside_quotes(bytes: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, &b) in s.iter().enumerate() {
+            if quoted {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    quoted = false;
+                }
+            } else if b == b'"' {
+                quoted = true;
+            } else if b == sep {
+                rest = Some(&s[i + 1..]);
+                return Some(&s[..i]);
+            }
+        }
+        rest = None;
+        Some(s)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +196,18 @@ mod tests {
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn xff(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+        client_ip(peer, headers, trusted, ClientHeader::XForwardedFor)
+    }
+
+    fn fwd(peer: &str, values: &[&str], trusted: &[IpNet]) -> Option<IpAddr> {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(FORWARDED, HeaderValue::from_str(v).unwrap());
+        }
+        client_ip(ip(peer), &map, trusted, ClientHeader::Forwarded)
     }
 
     fn headers(values: &[&str]) -> HeaderMap {
@@ -94,13 +222,10 @@ mod tests {
     fn untrusted_peer_header_is_ignored() {
         let h = headers(&["203.0.113.9"]);
         assert_eq!(
-            client_ip(ip("198.51.100.1"), &h, &nets(&["10.0.0.0/8"])),
+            xff(ip("198.51.100.1"), &h, &nets(&["10.0.0.0/8"])),
             Some(ip("198.51.100.1"))
         );
-        assert_eq!(
-            client_ip(ip("198.51.100.1"), &h, &[]),
-            Some(ip("198.51.100.1"))
-        );
+        assert_eq!(xff(ip("198.51.100.1"), &h, &[]), Some(ip("198.51.100.1")));
     }
 
     #[test]
@@ -108,19 +233,13 @@ mod tests {
         let trusted = nets(&["10.0.0.0/8", "2001:db8:ffff::/48"]);
         // The client forged the first entry; the proxies appended the rest.
         let h = headers(&["6.6.6.6, 203.0.113.9, 10.0.0.2"]);
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), &h, &trusted),
-            Some(ip("203.0.113.9"))
-        );
+        assert_eq!(xff(ip("10.0.0.1"), &h, &trusted), Some(ip("203.0.113.9")));
         // Same, spread over several header fields.
         let h = headers(&["6.6.6.6", "203.0.113.9,10.0.0.3", " 10.0.0.2 "]);
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), &h, &trusted),
-            Some(ip("203.0.113.9"))
-        );
+        assert_eq!(xff(ip("10.0.0.1"), &h, &trusted), Some(ip("203.0.113.9")));
         let h = headers(&["2001:db8::5, 2001:db8:ffff::1"]);
         assert_eq!(
-            client_ip(ip("2001:db8:ffff::2"), &h, &trusted),
+            xff(ip("2001:db8:ffff::2"), &h, &trusted),
             Some(ip("2001:db8::5"))
         );
     }
@@ -128,7 +247,7 @@ mod tests {
     #[test]
     fn trusted_peer_without_header_is_the_client() {
         assert_eq!(
-            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &nets(&["10.0.0.0/8"])),
+            xff(ip("10.0.0.1"), &HeaderMap::new(), &nets(&["10.0.0.0/8"])),
             Some(ip("10.0.0.1"))
         );
     }
@@ -137,7 +256,7 @@ mod tests {
     fn all_trusted_gives_the_leftmost() {
         let h = headers(&["10.9.9.9, 10.0.0.2"]);
         assert_eq!(
-            client_ip(ip("10.0.0.1"), &h, &nets(&["10.0.0.0/8"])),
+            xff(ip("10.0.0.1"), &h, &nets(&["10.0.0.0/8"])),
             Some(ip("10.9.9.9"))
         );
     }
@@ -146,13 +265,10 @@ mod tests {
     fn garbage_from_a_trusted_proxy_means_unknown() {
         let trusted = nets(&["10.0.0.0/8"]);
         let h = headers(&["203.0.113.9, unknown, 10.0.0.2"]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), None);
+        assert_eq!(xff(ip("10.0.0.1"), &h, &trusted), None);
         // Garbage left of the client entry was the client's own doing.
         let h = headers(&["junk, 203.0.113.9"]);
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), &h, &trusted),
-            Some(ip("203.0.113.9"))
-        );
+        assert_eq!(xff(ip("10.0.0.1"), &h, &trusted), Some(ip("203.0.113.9")));
     }
 
     #[test]
@@ -165,29 +281,120 @@ mod tests {
         ] {
             let h = headers(&[entry]);
             assert_eq!(
-                client_ip(ip("10.0.0.1"), &h, &trusted),
+                xff(ip("10.0.0.1"), &h, &trusted),
                 Some(ip("203.0.113.9")),
                 "{entry}"
             );
         }
         let h = headers(&["[2001:db8::1]"]);
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), &h, &trusted),
-            Some(ip("2001:db8::1"))
-        );
+        assert_eq!(xff(ip("10.0.0.1"), &h, &trusted), Some(ip("2001:db8::1")));
     }
 
     #[test]
     fn mapped_peer_is_ipv4_for_trust_and_result() {
         let trusted = nets(&["10.0.0.0/8"]);
         assert_eq!(
-            client_ip(ip("::ffff:192.0.2.1"), &HeaderMap::new(), &trusted),
+            xff(ip("::ffff:192.0.2.1"), &HeaderMap::new(), &trusted),
             Some(ip("192.0.2.1"))
         );
         let h = headers(&["203.0.113.9"]);
         assert_eq!(
-            client_ip(ip("::ffff:10.0.0.1"), &h, &trusted),
+            xff(ip("::ffff:10.0.0.1"), &h, &trusted),
             Some(ip("203.0.113.9"))
+        );
+    }
+
+    #[test]
+    fn forwarded_elements_walk_like_x_forwarded_for() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            fwd(
+                "10.0.0.1",
+                &["for=6.6.6.6, for=203.0.113.9;proto=https;by=10.0.0.2, for=10.0.0.2"],
+                &trusted
+            ),
+            Some(ip("203.0.113.9"))
+        );
+        // Spread over fields; names are case-insensitive; spaces around.
+        assert_eq!(
+            fwd(
+                "10.0.0.1",
+                &["For=203.0.113.9", " proto=http ; FOR = 10.0.0.3 "],
+                &trusted
+            ),
+            Some(ip("203.0.113.9"))
+        );
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            fwd("198.51.100.1", &["for=203.0.113.9"], &trusted),
+            Some(ip("198.51.100.1"))
+        );
+        // Every hop trusted: the left-most.
+        assert_eq!(
+            fwd("10.0.0.1", &["for=10.9.9.9, for=10.0.0.2"], &trusted),
+            Some(ip("10.9.9.9"))
+        );
+    }
+
+    #[test]
+    fn forwarded_quoted_ports_and_ipv6() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        for (value, want) in [
+            ("for=\"203.0.113.9:4711\"", "203.0.113.9"),
+            ("for=\"[2001:db8:cafe::17]\"", "2001:db8:cafe::17"),
+            ("for=\"[2001:db8:cafe::17]:4711\"", "2001:db8:cafe::17"),
+            ("for=\"[::ffff:203.0.113.9]\"", "203.0.113.9"),
+            // A comma and a semicolon inside a quoted value do not split.
+            ("by=\"a,b;c\";for=203.0.113.9", "203.0.113.9"),
+            // An escaped character inside quotes.
+            ("for=\"203.0.113.\\9\"", "203.0.113.9"),
+        ] {
+            assert_eq!(
+                fwd("10.0.0.1", &[value], &trusted),
+                Some(ip(want)),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_without_an_address_from_a_trusted_proxy_means_unknown() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        for value in [
+            "for=203.0.113.9, for=unknown",
+            "for=203.0.113.9, for=_hidden",
+            "for=203.0.113.9, for=\"_SEVKISEK\"",
+            "for=203.0.113.9, proto=https",
+            "for=203.0.113.9, for=\"10.0.0.2",
+            "for=203.0.113.9, for=10.0.0.2;for=10.0.0.3",
+            "for=203.0.113.9, for=\"10.0.0.2\"x",
+        ] {
+            assert_eq!(fwd("10.0.0.1", &[value], &trusted), None, "{value}");
+        }
+        // Garbage left of the client entry was the client's own doing.
+        assert_eq!(
+            fwd("10.0.0.1", &["for=junk, for=203.0.113.9"], &trusted),
+            Some(ip("203.0.113.9"))
+        );
+        // Empty list elements are no entries.
+        assert_eq!(
+            fwd("10.0.0.1", &["for=203.0.113.9, , "], &trusted),
+            Some(ip("203.0.113.9"))
+        );
+    }
+
+    #[test]
+    fn only_the_chosen_header_is_read() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let mut map = headers(&["203.0.113.9"]);
+        map.append(FORWARDED, HeaderValue::from_static("for=198.51.100.7"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &map, &trusted, ClientHeader::XForwardedFor),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &map, &trusted, ClientHeader::Forwarded),
+            Some(ip("198.51.100.7"))
         );
     }
 }

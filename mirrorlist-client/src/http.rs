@@ -59,8 +59,10 @@ pub enum Route<'a> {
 pub struct State {
     /// The server connection pool.
     pub upstream: Upstream,
-    /// Proxies whose `X-Forwarded-For` is believed.
+    /// Proxies whose `X-Forwarded-For` (or `Forwarded`) is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which of the two headers is read.
+    pub client_header: forwarded::ClientHeader,
     /// Bound on the health ping.
     pub health_timeout: std::time::Duration,
 }
@@ -77,7 +79,12 @@ pub async fn handle<B>(req: HttpRequest<B>, peer: SocketAddr, state: &State) -> 
             health(answer, unix_now())
         }
         Ok(Route::Forward { endpoint, query }) => {
-            let client_ip = forwarded::client_ip(peer.ip(), req.headers(), &state.trusted_proxies);
+            let client_ip = forwarded::client_ip(
+                peer.ip(),
+                req.headers(),
+                &state.trusted_proxies,
+                state.client_header,
+            );
             let request = EncodedRequest::new(endpoint, client_ip, &query);
             from_upstream(state.upstream.call(request).await)
         }

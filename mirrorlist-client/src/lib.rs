@@ -21,12 +21,13 @@
 //!   translation of the server's reply into an HTTP response.
 //! - [`query`]: query-string decoding (percent-escapes, `+`, UTF-8).
 //! - [`forwarded`]: the client address from the peer and trusted
-//!   `X-Forwarded-For`.
+//!   `X-Forwarded-For` or RFC 7239 `Forwarded`.
 //! - [`upstream`]: the pipelined connection pool, admission limit, timeouts
 //!   and reconnects; the shared region each connection attaches, whose
 //!   bodies reach hyper without a copy.
 //! - [`ask`]: the `ask` subcommand, one request straight over the socket.
-//! - [`signal`]: SIGTERM/SIGINT as the shutdown future.
+//! - [`signal`]: SIGTERM/SIGINT as the shutdown future (a second one
+//!   exits at once).
 //!
 //! The wire protocol itself is `mirrorlist_core::protocol`.
 //!

@@ -163,6 +163,7 @@ async fn run_worker(
             config.request_timeout,
         ),
         trusted_proxies: config.trusted_proxies.clone(),
+        client_header: config.client_header,
         health_timeout: config.health_timeout,
     });
 

@@ -186,6 +186,48 @@ async fn forwarded_for_from_a_trusted_peer_gives_the_rightmost_untrusted() {
 }
 
 #[tokio::test]
+async fn rfc_7239_forwarded_when_the_proxies_write_it() {
+    guard(async {
+        let d = dir();
+        let _fake = Fake::start(&d.socket, false);
+        let mut cfg = config(&d);
+        cfg.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        cfg.client_header = mirrorlist_client::forwarded::ClientHeader::Forwarded;
+        let front = Front::start(cfg).await;
+        let r = send(
+            front.addr,
+            "GET",
+            "/mirrorlist?repo=a",
+            &[
+                ("Forwarded", "for=6.6.6.6"),
+                ("Forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=http"),
+                // What a client could write, and a proxy writing only
+                // X-Forwarded-For would pass on: not read.
+                ("X-Forwarded-For", "198.51.100.7"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            r.text(),
+            expected(Endpoint::Mirrorlist, "2001:db8:cafe::17", &[("repo", "a")])
+        );
+        // A proxy hiding the client: unknown.
+        let r = send(
+            front.addr,
+            "GET",
+            "/mirrorlist?repo=a",
+            &[("Forwarded", "for=6.6.6.6, for=_hidden")],
+        )
+        .await;
+        assert_eq!(
+            r.text(),
+            expected(Endpoint::Mirrorlist, "none", &[("repo", "a")])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     guard(async {
         let d = dir();
