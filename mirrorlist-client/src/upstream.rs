@@ -329,17 +329,14 @@ impl Upstream {
                 .send_on(slot, request, permit, deadline, self.timeout)
                 .await;
         }
-        // One deadline for both waits; the error says which one ran out.
+        // One deadline for both waits, and the error says which ran out.
+        // Once admitted, the connection task keeps the deadline, as above:
+        // one timer per request, not two.
         let permit = match tokio::time::timeout_at(deadline, self.admission.admit()).await {
             Ok(permit) => permit?,
             Err(_) => return Err(UpstreamError::QueueTimeout(self.timeout)),
         };
-        match tokio::time::timeout_at(deadline, self.send(request, permit, deadline, self.timeout))
-            .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(UpstreamError::Timeout(self.timeout)),
-        }
+        self.send(request, permit, deadline, self.timeout).await
     }
 
     /// Forwards a health ping past the admission queue, within its own
