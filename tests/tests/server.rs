@@ -743,6 +743,25 @@ fn a_reload_reaches_every_worker() {
     assert!(server.proc.wait_exit().success(), "{}", server.proc.log());
 }
 
+/// Writes metalink requests on `c` until its socket takes no more, reading
+/// no reply; returns the bytes written.
+fn flood_unread(c: &mut FrameClient) -> usize {
+    let mut block = Vec::new();
+    for i in 0..64 {
+        protocol::encode_request(1000 + i, &metalink(), &mut block);
+    }
+    let s = c.stream();
+    s.set_nonblocking(true).unwrap();
+    let mut sent = 0usize;
+    loop {
+        match std::io::Write::write(s, &block[sent % block.len()..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return sent,
+            Err(e) => panic!("writing requests: {e}"),
+        }
+    }
+}
+
 #[test]
 fn sigterm_ends_a_connection_stuck_in_a_write_on_another_worker() {
     let mut server = start_with(&["--workers", "2", "--shutdown-timeout", "1"]);
@@ -753,20 +772,7 @@ fn sigterm_ends_a_connection_stuck_in_a_write_on_another_worker() {
     // reply read: the queued requests' replies are many times what the
     // socket buffers, so the second worker ends up waiting in a write,
     // where it does not watch for shutdown; the timeout must end it.
-    let mut block = Vec::new();
-    for i in 0..64 {
-        protocol::encode_request(1000 + i, &metalink(), &mut block);
-    }
-    let s = stuck.stream();
-    s.set_nonblocking(true).unwrap();
-    let mut sent = 0usize;
-    loop {
-        match std::io::Write::write(s, &block[sent % block.len()..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => panic!("writing requests: {e}"),
-        }
-    }
+    let sent = flood_unread(&mut stuck);
     assert!(sent > 64 * 1024, "only {sent} bytes of requests taken");
     server.proc.signal(Signal::SIGTERM);
     assert!(server.proc.wait_exit().success(), "{}", server.proc.log());
@@ -786,20 +792,7 @@ fn a_second_stop_signal_ends_the_drain() {
     assert_eq!(stuck.call(&mirrorlist()).unwrap().status, 200);
     // As above: replies the connection does not read keep the server in
     // a write, and the drain would wait the whole hour for it.
-    let mut block = Vec::new();
-    for i in 0..64 {
-        protocol::encode_request(1000 + i, &metalink(), &mut block);
-    }
-    let s = stuck.stream();
-    s.set_nonblocking(true).unwrap();
-    let mut sent = 0usize;
-    loop {
-        match std::io::Write::write(s, &block[sent % block.len()..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => panic!("writing requests: {e}"),
-        }
-    }
+    flood_unread(&mut stuck);
     server.proc.signal(Signal::SIGTERM);
     let line = server.proc.wait_for("shutting down");
     assert!(line.contains("connections=1"), "{line}");
