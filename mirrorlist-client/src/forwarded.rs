@@ -13,6 +13,7 @@
 //! write: a proxy that appends to one passes the other on as the client
 //! sent it, so reading both would let any client choose its address.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use hyper::header::{HeaderMap, HeaderName, FORWARDED};
@@ -141,17 +142,17 @@ fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
 
 /// A token as it is, or a quoted string without its quotes and escapes;
 /// `None` for an unterminated quote or text that is not UTF-8.
-fn unquote(value: &[u8]) -> Option<String> {
+fn unquote(value: &[u8]) -> Option<Cow<'_, str>> {
     let text = std::str::from_utf8(value).ok()?;
     let Some(inner) = text.strip_prefix('"') else {
-        return Some(text.to_owned());
+        return Some(Cow::Borrowed(text));
     };
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => out.push(chars.next()?),
-            '"' => return chars.as_str().is_empty().then_some(out),
+            '"' => return chars.as_str().is_empty().then_some(Cow::Owned(out)),
             c => out.push(c),
         }
     }

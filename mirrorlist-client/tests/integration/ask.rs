@@ -1,6 +1,11 @@
 //! The real binary: `ask`, and serving until SIGTERM.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+use tokio::io::Lines;
+use tokio::process::{Child, ChildStderr};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -91,30 +96,42 @@ async fn ask_without_a_server_exits_1_and_bad_target_exits_64() {
     .await;
 }
 
+/// The binary serving on a free port of 127.0.0.1 in front of `socket`,
+/// with its default log level; returns it, the rest of its log, and the
+/// address it logged once listening.
+async fn serve(
+    socket: &Path,
+    extra: &[&str],
+) -> (Child, Lines<BufReader<ChildStderr>>, SocketAddr) {
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "--socket",
+            socket.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("listening line");
+        if let Some((_, addr)) = line.split_once("listening on ") {
+            break addr.trim().parse().unwrap();
+        }
+    };
+    (child, lines, addr)
+}
+
 #[tokio::test]
 async fn binary_logs_readiness_serves_and_exits_0_on_sigterm() {
     guard(async {
         let d = dir();
         let _fake = Fake::start(&d.socket, false);
-        let mut child = tokio::process::Command::new(BIN)
-            .args([
-                "--socket",
-                d.socket.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .env_remove("RUST_LOG")
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next_line().await.unwrap().expect("listening line");
-            if let Some((_, addr)) = line.split_once("listening on ") {
-                break addr.trim().parse().unwrap();
-            }
-        };
+        let (mut child, mut lines, addr) = serve(&d.socket, &[]).await;
         let r = get(addr, "/mirrorlist?repo=a").await;
         assert_eq!(
             r.text(),
@@ -137,39 +154,24 @@ async fn a_second_signal_exits_without_waiting_for_open_requests() {
         // Holds every reply: the request below stays in flight, and the
         // drain would wait the whole hour for it.
         let mut fake = Fake::start(&d.socket, true);
-        let mut child = tokio::process::Command::new(BIN)
-            .args([
-                "--socket",
-                d.socket.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
+        let (mut child, mut lines, addr) = serve(
+            &d.socket,
+            &[
                 "--workers",
                 "1",
                 "--shutdown-timeout",
                 "3600",
                 "--request-timeout",
                 "3600",
-            ])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            ],
+        )
+        .await;
         let mut wait_line = async |needle: &str| loop {
             let line = lines.next_line().await.unwrap().expect("log line");
             if line.contains(needle) {
                 break line;
             }
         };
-        let line = wait_line("listening on ").await;
-        let addr: std::net::SocketAddr = line
-            .rsplit("listening on ")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
         let held = tokio::spawn(async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
             stream
