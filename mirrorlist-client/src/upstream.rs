@@ -36,18 +36,20 @@
 //!   [`UpstreamError::Timeout`]. The connection task keeps the deadlines:
 //!   one timer per connection, set to the earliest waiting request's,
 //!   instead of a timer armed and cancelled per request (which was ~9% of
-//!   the front end's instructions). A request that had to queue for
-//!   admission keeps a timer of its own, since the queue counts towards its
-//!   time.
+//!   the front end's instructions). Requests still queued for admission
+//!   have one timer per worker ([`Admission`]), and fail with
+//!   [`UpstreamError::QueueTimeout`].
 //!
 //! # Admission
 //!
 //! At most `max_inflight` requests are forwarded at once; up to `max_queue`
 //! more wait for a slot, and beyond that [`UpstreamError::Overloaded`] is
 //! returned immediately. The limit ([`Admission`]) is one for the whole
-//! process: every worker's pool takes its slots from it. A burst of a few
-//! thousand simultaneous requests (cloud instances polling on a timer) is
-//! thus queued and answered, while a flood that cannot be served is turned
+//! process: every worker's pool takes its slots from it, and a slot freed
+//! on one worker goes to another's waiting request when that one has
+//! waited longer by more than [`SLACK`]. A burst of a few thousand
+//! simultaneous requests (cloud instances polling on a timer) is thus
+//! queued and answered, while a flood that cannot be served is turned
 //! away cheaply.
 //!
 //! A slot is held until the server's reply arrives (or the connection
@@ -153,18 +155,76 @@ impl From<Reply> for Answer {
 /// The reply channel of one request.
 type ReplyTx = oneshot::Sender<Result<Answer, UpstreamError>>;
 
-/// A request on its way to a connection task.
+/// How much longer a request queued on another worker must have waited
+/// than this worker's first before a place freed here goes to it. Within
+/// a worker the queue is first come, first served; across workers, this
+/// bounds how far the waits may part while a place crosses threads only
+/// when that is needed to keep them so (see [`Admission`]).
+pub const SLACK: Duration = Duration::from_millis(2);
+
+/// A request and where its answer goes, before it has a place in flight.
 #[derive(Debug)]
-struct Job {
+struct Ask {
     request: EncodedRequest,
     reply: ReplyTx,
-    /// The admission slot, released when the job is dropped: with its
-    /// reply, or with its connection.
-    permit: OwnedSemaphorePermit,
-    /// When it fails with [`UpstreamError::Timeout`] if not answered, and
-    /// the bound that deadline came from (for the message).
+    /// When it fails with [`UpstreamError::Timeout`] (or, still queued,
+    /// [`UpstreamError::QueueTimeout`]) if not answered, and the bound that
+    /// deadline came from (for the message).
     deadline: Instant,
     timeout: Duration,
+}
+
+impl Ask {
+    /// When it was asked (every deadline is its bound after that).
+    fn asked_at(&self) -> Instant {
+        self.deadline - self.timeout
+    }
+}
+
+/// A request on its way to a connection task, with its place in flight.
+#[derive(Debug)]
+struct Job {
+    ask: Ask,
+    permit: Permit,
+}
+
+/// A request's place in flight, given up when it is dropped: with its
+/// reply, or with its connection.
+#[derive(Debug)]
+enum Permit {
+    Request(Admitted),
+    /// Held for its release when dropped.
+    Ping {
+        _held: OwnedSemaphorePermit,
+    },
+}
+
+/// A place among the requests in flight. Dropped, it goes to the next
+/// waiting request (of any worker) or back to the free ones.
+#[derive(Debug)]
+struct Admitted(Option<Arc<Admission>>);
+
+impl Admitted {
+    /// Passes this place on as a connection task of pool `here` reads a
+    /// reply: the next waiting request, if it is this pool's, comes back
+    /// to be written on the same connection (no wake-up, no channel);
+    /// another pool's is sent to that pool.
+    fn pass_on(mut self, here: usize) -> Option<Job> {
+        self.0.take()?.release(Some(here))
+    }
+
+    /// The limit this place belongs to, without giving the place up.
+    fn into_admission(mut self) -> Option<Arc<Admission>> {
+        self.0.take()
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(admission) = self.0.take() {
+            admission.release(None);
+        }
+    }
 }
 
 /// What handlers see of one connection.
@@ -176,7 +236,9 @@ struct Slot {
     /// Whether `tx` is `Some`, readable without the lock: picking a slot
     /// looks at every slot for every request.
     up: AtomicBool,
-    /// Requests sent on this slot and not yet answered (for least-loaded).
+    /// Requests sent on this slot by their handlers and not yet answered
+    /// (for least-loaded; a queued request handed to a connection by
+    /// [`Admission`] is not counted, as it replaces one just answered).
     load: AtomicUsize,
     /// The current reconnect delay in milliseconds (for `Retry-After`).
     backoff_ms: AtomicU64,
@@ -198,15 +260,120 @@ impl Slot {
     }
 }
 
+/// The connections of one worker.
+#[derive(Debug)]
+struct Pool {
+    slots: Vec<Arc<Slot>>,
+    /// Round-robin start for the least-loaded search, so ties rotate.
+    next: AtomicUsize,
+}
+
+impl Pool {
+    /// The least-loaded live slot, starting the search at a rotating index.
+    fn pick(&self) -> Option<&Arc<Slot>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.slots.len();
+        (0..n)
+            .map(|i| &self.slots[(start + i) % n])
+            .filter(|slot| slot.is_up())
+            .min_by_key(|slot| slot.load.load(Ordering::Relaxed))
+    }
+
+    /// Whole seconds until the soonest reconnect attempt, at least 1.
+    fn retry_after(&self) -> u64 {
+        let ms = self
+            .slots
+            .iter()
+            .map(|s| s.backoff_ms.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        ms.div_ceil(1000).max(1)
+    }
+
+    fn unavailable(&self) -> UpstreamError {
+        UpstreamError::Unavailable {
+            retry_after: self.retry_after(),
+        }
+    }
+
+    /// Hands `job` to a live connection; gives it back if none is up.
+    fn dispatch(&self, job: Job) -> Result<(), Job> {
+        match self.pick().and_then(|slot| slot.sender()) {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
+}
+
 /// The admission limit: requests in flight and waiting, counted across
-/// every pool that shares it (one per worker thread). A semaphore and a
-/// counter: taking a slot is an atomic operation, whichever thread takes it.
+/// every pool that shares it (one per worker thread).
+///
+/// A request that finds every place taken waits in its worker's queue as
+/// a job ready to be written, not as a task to be woken: a place freed by
+/// a reply goes straight to the next job, which the connection task that
+/// read the reply writes itself when the job is of its own worker. A
+/// queued request thus costs no wake-up of its HTTP connection, no timer
+/// and no trip through a channel; at 1,000 connections most requests
+/// queue (BENCHMARKS.md, change 40).
+///
+/// Within a worker the queue is first come, first served. A place freed
+/// on one worker goes to another's first request only when that one has
+/// waited [`SLACK`] longer than this worker's (or this one has none): the
+/// waits of the workers stay within that of each other, as with one queue,
+/// and a place crosses threads (a wake-up of the other worker) only as
+/// often as that needs. Each pool's sweeper fails its requests that reach
+/// their deadline still queued.
 #[derive(Debug)]
 pub struct Admission {
-    inflight: Arc<Semaphore>,
-    queued: AtomicUsize,
+    queues: Mutex<Queues>,
     max_queue: usize,
     pings: Arc<Semaphore>,
+}
+
+#[derive(Debug)]
+struct Queues {
+    /// Places free: above 0 only while every queue is empty, since a
+    /// place given up goes to a waiting request first.
+    free: usize,
+    /// Requests waiting, in all queues.
+    waiting: usize,
+    /// One per pool, by its index; `None` once the pool has stopped.
+    pools: Vec<Option<Waiting>>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    pool: Arc<Pool>,
+    asks: VecDeque<Ask>,
+}
+
+/// How [`Admission::enter`] took a request.
+enum Entry {
+    /// With a place: to be sent now.
+    Admitted(Job),
+    /// Waiting: its reply comes when a place has come and gone.
+    Queued,
+    /// The queue is full.
+    Full,
+}
+
+impl Queues {
+    /// The queue to take the next waiting request from when a place is
+    /// freed on pool `here` (or, `None`, elsewhere): `here`'s, unless
+    /// another pool's first has waited over [`SLACK`] longer; else the
+    /// longest waiting.
+    fn next_queue(&self, here: Option<usize>) -> Option<usize> {
+        let first = |i: usize| -> Option<Instant> {
+            Some(self.pools.get(i)?.as_ref()?.asks.front()?.asked_at())
+        };
+        let (oldest, since) = (0..self.pools.len())
+            .filter_map(|i| Some((i, first(i)?)))
+            .min_by_key(|&(_, at)| at)?;
+        match here.and_then(|h| Some((h, first(h)?))) {
+            Some((h, at)) if at <= since + SLACK => Some(h),
+            _ => Some(oldest),
+        }
+    }
 }
 
 impl Admission {
@@ -214,36 +381,139 @@ impl Admission {
     /// waiting.
     pub fn new(max_inflight: usize, max_queue: usize) -> Arc<Admission> {
         Arc::new(Admission {
-            inflight: Arc::new(Semaphore::new(
-                max_inflight.clamp(1, Semaphore::MAX_PERMITS),
-            )),
-            queued: AtomicUsize::new(0),
+            queues: Mutex::new(Queues {
+                free: max_inflight.max(1),
+                waiting: 0,
+                pools: Vec::new(),
+            }),
             max_queue,
             pings: Arc::new(Semaphore::new(PINGS_IN_FLIGHT)),
         })
     }
 
-    /// A slot at once, if one is free.
-    fn try_admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.inflight.clone().try_acquire_owned().ok()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        // Nothing panics while holding it; a poisoned lock's data is whole.
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn admit(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
-        if let Some(permit) = self.try_admit() {
-            return Ok(permit);
+    /// A queue for `pool`; its index.
+    fn join(&self, pool: Arc<Pool>) -> usize {
+        let mut queues = self.lock();
+        queues.pools.push(Some(Waiting {
+            pool,
+            asks: VecDeque::new(),
+        }));
+        queues.pools.len() - 1
+    }
+
+    /// Pool `id` has stopped: its waiting requests are dropped (their
+    /// handlers see [`UpstreamError::ConnectionLost`]).
+    fn leave(&self, id: usize) {
+        let gone = {
+            let mut queues = self.lock();
+            let gone = queues.pools.get_mut(id).and_then(Option::take);
+            queues.waiting -= gone.as_ref().map_or(0, |w| w.asks.len());
+            gone
+        };
+        drop(gone);
+    }
+
+    /// A place for `ask` if one is free, else a place in pool `pool`'s queue.
+    fn enter(self: &Arc<Self>, pool: usize, ask: Ask) -> Entry {
+        let mut queues = self.lock();
+        if queues.free > 0 {
+            queues.free -= 1;
+            drop(queues);
+            return Entry::Admitted(Job {
+                ask,
+                permit: Permit::Request(Admitted(Some(self.clone()))),
+            });
         }
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(UpstreamError::Overloaded);
+        if queues.waiting >= self.max_queue {
+            return Entry::Full;
         }
-        // Leave the queue however this future ends (also when the timeout
-        // drops it).
-        let _queued = Decrement(&self.queued);
-        self.inflight
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| UpstreamError::ConnectionLost)
+        let Some(Some(waiting)) = queues.pools.get_mut(pool) else {
+            return Entry::Full;
+        };
+        waiting.asks.push_back(ask);
+        queues.waiting += 1;
+        Entry::Queued
+    }
+
+    /// A place given up on pool `here` (or, `None`, elsewhere) goes to the
+    /// next waiting request ([`Queues::next_queue`]) that still wants it:
+    /// returned if it is `here`'s, sent to its own pool if not, and back
+    /// to the free places if none waits. Requests whose client has gone are
+    /// dropped on the way, and those past their deadline fail.
+    fn release(self: Arc<Self>, here: Option<usize>) -> Option<Job> {
+        let mut admission = self;
+        loop {
+            let mut queues = admission.lock();
+            let Some(at) = queues.next_queue(here) else {
+                queues.free += 1;
+                return None;
+            };
+            let waiting = queues.pools[at]
+                .as_mut()
+                .expect("next_queue picks a live pool");
+            let ask = waiting
+                .asks
+                .pop_front()
+                .expect("next_queue picks a queue with a request");
+            let pool = (Some(at) != here).then(|| waiting.pool.clone());
+            queues.waiting -= 1;
+            drop(queues);
+            if ask.reply.is_closed() {
+                continue;
+            }
+            if ask.deadline <= Instant::now() {
+                let _ = ask
+                    .reply
+                    .send(Err(UpstreamError::QueueTimeout(ask.timeout)));
+                continue;
+            }
+            let job = Job {
+                ask,
+                permit: Permit::Request(Admitted(Some(admission))),
+            };
+            let Some(pool) = pool else {
+                return Some(job);
+            };
+            match pool.dispatch(job) {
+                Ok(()) => return None,
+                Err(Job { ask, permit }) => {
+                    // Its pool has no connection up: it fails as it would
+                    // have on arrival, and the place goes on to the next.
+                    let _ = ask.reply.send(Err(pool.unavailable()));
+                    let Permit::Request(place) = permit else {
+                        unreachable!("made above");
+                    };
+                    admission = place.into_admission().expect("made above");
+                }
+            }
+        }
+    }
+
+    /// Fails pool `id`'s requests still queued at their deadline (`now`
+    /// or before); returns the next deadline in its queue, if any.
+    fn expire(&self, id: usize, now: Instant) -> Option<Instant> {
+        let mut late = Vec::new();
+        let next = {
+            let mut queues = self.lock();
+            let waiting = queues.pools.get_mut(id)?.as_mut()?;
+            while waiting.asks.front().is_some_and(|a| a.deadline <= now) {
+                late.extend(waiting.asks.pop_front());
+            }
+            let next = waiting.asks.front().map(|a| a.deadline);
+            queues.waiting -= late.len();
+            next
+        };
+        for ask in late {
+            let _ = ask
+                .reply
+                .send(Err(UpstreamError::QueueTimeout(ask.timeout)));
+        }
+        next
     }
 
     /// A ping's slot, if one is free.
@@ -252,14 +522,29 @@ impl Admission {
     }
 }
 
+/// Fails pool `id`'s queued requests at their deadlines: one timer per
+/// pool, not one per queued request. The queue is in order of deadline
+/// (every request of a pool has the same bound), so the first one's is
+/// the next to wait for; with the queue empty, any request queued later
+/// has a deadline at least `timeout` after now, so that is how long the
+/// sweeper may sleep without looking.
+async fn sweep(admission: Arc<Admission>, id: usize, timeout: Duration) {
+    let mut wake = Instant::now() + timeout;
+    loop {
+        tokio::time::sleep_until(wake).await;
+        let now = Instant::now();
+        wake = admission.expire(id, now).unwrap_or(now + timeout);
+    }
+}
+
 /// The connection pool of one worker, and its share of the admission limit.
 /// Dropping it stops the connection tasks.
 #[derive(Debug)]
 pub struct Upstream {
-    slots: Vec<Arc<Slot>>,
+    pool: Arc<Pool>,
+    /// Its queue's index in `admission`.
+    id: usize,
     tasks: Vec<JoinHandle<()>>,
-    /// Round-robin start for the least-loaded search, so ties rotate.
-    next: AtomicUsize,
     admission: Arc<Admission>,
     timeout: Duration,
     /// How many slots have made their first connection attempt.
@@ -277,27 +562,34 @@ impl Upstream {
         admission: Arc<Admission>,
         timeout: Duration,
     ) -> Upstream {
-        let slots: Vec<Arc<Slot>> = (0..connections.max(1))
-            .map(|_| Arc::new(Slot::default()))
-            .collect();
+        let pool = Arc::new(Pool {
+            slots: (0..connections.max(1))
+                .map(|_| Arc::new(Slot::default()))
+                .collect(),
+            next: AtomicUsize::new(0),
+        });
+        let id = admission.join(pool.clone());
         let (attempted_tx, attempted) = watch::channel(0);
         let attempted_tx = Arc::new(attempted_tx);
-        let tasks = slots
+        let mut tasks: Vec<JoinHandle<()>> = pool
+            .slots
             .iter()
             .enumerate()
             .map(|(index, slot)| {
                 tokio::spawn(supervise(
                     socket.to_path_buf(),
                     index,
+                    id,
                     slot.clone(),
                     attempted_tx.clone(),
                 ))
             })
             .collect();
+        tasks.push(tokio::spawn(sweep(admission.clone(), id, timeout)));
         Upstream {
-            slots,
+            pool,
+            id,
             tasks,
-            next: AtomicUsize::new(0),
             admission,
             timeout,
             attempted,
@@ -308,7 +600,7 @@ impl Upstream {
     /// not. Accepting before that would answer the first requests with 503
     /// only because the pool had not had a chance to connect.
     pub async fn first_attempts(&self) {
-        let n = self.slots.len();
+        let n = self.pool.slots.len();
         let mut attempted = self.attempted.clone();
         // An error means every supervisor is gone, so none is left to wait for.
         let _ = attempted.wait_for(|&done| done >= n).await;
@@ -320,23 +612,22 @@ impl Upstream {
     pub async fn call(&self, request: EncodedRequest) -> Result<Answer, UpstreamError> {
         // Fail fast before queueing: a request admitted while the server is
         // down would only wait to be refused.
-        let slot = self.pick()?;
-        let deadline = Instant::now() + self.timeout;
-        // The usual case: admitted at once (to the slot just picked), and
-        // the connection task keeps the deadline.
-        if let Some(permit) = self.admission.try_admit() {
-            return self
-                .send_on(slot, request, permit, deadline, self.timeout)
-                .await;
-        }
-        // One deadline for both waits, and the error says which ran out.
-        // Once admitted, the connection task keeps the deadline, as above:
-        // one timer per request, not two.
-        let permit = match tokio::time::timeout_at(deadline, self.admission.admit()).await {
-            Ok(permit) => permit?,
-            Err(_) => return Err(UpstreamError::QueueTimeout(self.timeout)),
+        let slot = self.pool.pick().ok_or_else(|| self.pool.unavailable())?;
+        let (reply, answer) = oneshot::channel();
+        let ask = Ask {
+            request,
+            reply,
+            deadline: Instant::now() + self.timeout,
+            timeout: self.timeout,
         };
-        self.send(request, permit, deadline, self.timeout).await
+        match self.admission.enter(self.id, ask) {
+            // The usual case: admitted at once, to the slot just picked.
+            Entry::Admitted(job) => self.send_on(slot, job, answer).await,
+            // A connection task sends it when a place comes free, or the
+            // sweeper fails it at its deadline.
+            Entry::Queued => receive(answer).await,
+            Entry::Full => Err(UpstreamError::Overloaded),
+        }
     }
 
     /// Forwards a health ping past the admission queue, within its own
@@ -349,89 +640,56 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Answer, UpstreamError> {
         let permit = self.admission.try_ping().ok_or(UpstreamError::Overloaded)?;
+        let slot = self.pool.pick().ok_or_else(|| self.pool.unavailable())?;
+        let (reply, answer) = oneshot::channel();
         // The connection's timer keeps the deadline, earlier than those of
         // the requests ahead of it or not.
-        self.send(request, permit, Instant::now() + timeout, timeout)
-            .await
+        let job = Job {
+            ask: Ask {
+                request,
+                reply,
+                deadline: Instant::now() + timeout,
+                timeout,
+            },
+            permit: Permit::Ping { _held: permit },
+        };
+        self.send_on(slot, job, answer).await
     }
 
     /// How many connections are up right now.
     pub fn connected(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_up()).count()
+        self.pool.slots.iter().filter(|s| s.is_up()).count()
     }
 
-    /// The least-loaded live slot, starting the search at a rotating index.
-    fn pick(&self) -> Result<&Arc<Slot>, UpstreamError> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.slots.len();
-        (0..n)
-            .map(|i| &self.slots[(start + i) % n])
-            .filter(|slot| slot.is_up())
-            .min_by_key(|slot| slot.load.load(Ordering::Relaxed))
-            .ok_or_else(|| UpstreamError::Unavailable {
-                retry_after: self.retry_after(),
-            })
-    }
-
-    /// Whole seconds until the soonest reconnect attempt, at least 1.
-    fn retry_after(&self) -> u64 {
-        let ms = self
-            .slots
-            .iter()
-            .map(|s| s.backoff_ms.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0);
-        ms.div_ceil(1000).max(1)
-    }
-
-    /// Hands `request` to the least-loaded connection and waits for the
-    /// reply, which fails with [`UpstreamError::Timeout`] past `deadline`.
-    async fn send(
-        &self,
-        request: EncodedRequest,
-        permit: OwnedSemaphorePermit,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<Answer, UpstreamError> {
-        self.send_on(self.pick()?, request, permit, deadline, timeout)
-            .await
-    }
-
-    /// [`Upstream::send`] on `slot`.
+    /// Hands `job` to `slot`'s connection and waits for the reply, which
+    /// fails with [`UpstreamError::Timeout`] past its deadline.
     async fn send_on(
         &self,
         slot: &Slot,
-        request: EncodedRequest,
-        permit: OwnedSemaphorePermit,
-        deadline: Instant,
-        timeout: Duration,
+        job: Job,
+        answer: oneshot::Receiver<Result<Answer, UpstreamError>>,
     ) -> Result<Answer, UpstreamError> {
         let Some(tx) = slot.sender() else {
-            return Err(UpstreamError::Unavailable {
-                retry_after: self.retry_after(),
-            });
+            return Err(self.pool.unavailable());
         };
-        let (reply_tx, reply_rx) = oneshot::channel();
         slot.load.fetch_add(1, Ordering::Relaxed);
         let _load = Decrement(&slot.load);
-        if tx
-            .send(Job {
-                request,
-                reply: reply_tx,
-                permit,
-                deadline,
-                timeout,
-            })
-            .is_err()
-        {
+        if tx.send(job).is_err() {
             // The connection task ended between `pick` and now.
             return Err(UpstreamError::ConnectionLost);
         }
-        match reply_rx.await {
-            Ok(result) => result,
-            // The connection task dropped the sender: connection gone.
-            Err(_) => Err(UpstreamError::ConnectionLost),
-        }
+        receive(answer).await
+    }
+}
+
+/// The reply, once it comes.
+async fn receive(
+    answer: oneshot::Receiver<Result<Answer, UpstreamError>>,
+) -> Result<Answer, UpstreamError> {
+    match answer.await {
+        Ok(result) => result,
+        // The sender was dropped: its connection (or its pool) is gone.
+        Err(_) => Err(UpstreamError::ConnectionLost),
     }
 }
 
@@ -440,6 +698,7 @@ impl Drop for Upstream {
         for task in &self.tasks {
             task.abort();
         }
+        self.admission.leave(self.id);
     }
 }
 
@@ -456,6 +715,7 @@ impl Drop for Decrement<'_> {
 async fn supervise(
     socket: PathBuf,
     index: usize,
+    pool: usize,
     slot: Arc<Slot>,
     attempted: Arc<watch::Sender<usize>>,
 ) {
@@ -491,7 +751,7 @@ async fn supervise(
                 // Reported after the slot is published, so whoever waits in
                 // `first_attempts` finds it up.
                 report_first_attempt(&mut attempted);
-                let (result, answered) = drive(stream, region, &mut rx).await;
+                let (result, answered) = drive(stream, region, pool, &mut rx).await;
                 // Unpublish before `rx` is dropped, so new requests go
                 // elsewhere (or fail fast) instead of into a dead queue.
                 slot.set(None);
@@ -563,7 +823,7 @@ struct Pending {
     /// dropped when it does.
     reply: Option<ReplyTx>,
     /// Held until the reply comes: the server still owes it.
-    _permit: OwnedSemaphorePermit,
+    permit: Permit,
     deadline: Instant,
     timeout: Duration,
 }
@@ -574,11 +834,13 @@ struct Pending {
 async fn drive(
     stream: UnixStream,
     region: Option<Arc<Region>>,
+    pool: usize,
     rx: &mut mpsc::UnboundedReceiver<Job>,
 ) -> (Result<(), DriveError>, bool) {
     let mut conn = Conn {
         stream,
         region,
+        pool,
         wbuf: Vec::with_capacity(READ_CHUNK),
         wpos: 0,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -602,6 +864,8 @@ struct Conn {
     stream: UnixStream,
     /// The shared region the server writes large bodies into, if any.
     region: Option<Arc<Region>>,
+    /// The index of its pool's queue in the admission limit.
+    pool: usize,
     /// Encoded frames not yet written, from `wpos` on.
     wbuf: Vec<u8>,
     wpos: usize,
@@ -637,6 +901,9 @@ impl Conn {
                         // Closed cleanly between requests.
                         return Ok(());
                     }
+                    // Queued requests that took the places of the replies
+                    // just read: written now, as below.
+                    self.flush()?;
                 }
                 () = &mut self.timer, if self.timer_set => self.expire(),
                 job = rx.recv() => {
@@ -658,25 +925,26 @@ impl Conn {
     }
 
     fn enqueue(&mut self, job: Job) {
-        if job.reply.is_closed() {
+        let Job { ask, permit } = job;
+        if ask.reply.is_closed() {
             // Its client gave up (timeout) before we got to it.
             return;
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        job.request.frame_into(id, &mut self.wbuf);
+        ask.request.frame_into(id, &mut self.wbuf);
         // Deadlines mostly rise along the queue; a ping's shorter bound (or
         // a shorter request timeout than the ping's) may not.
-        if !self.timer_set || job.deadline < self.timer.deadline() {
-            self.timer.as_mut().reset(job.deadline);
+        if !self.timer_set || ask.deadline < self.timer.deadline() {
+            self.timer.as_mut().reset(ask.deadline);
             self.timer_set = true;
         }
         self.pending.push_back(Pending {
             id,
-            reply: Some(job.reply),
-            _permit: job.permit,
-            deadline: job.deadline,
-            timeout: job.timeout,
+            reply: Some(ask.reply),
+            permit,
+            deadline: ask.deadline,
+            timeout: ask.timeout,
         });
     }
 
@@ -797,6 +1065,13 @@ impl Conn {
                     if let Some(reply) = pending.reply {
                         let _ = reply.send(Ok(answer));
                     }
+                    // Its place goes to the next queued request; if that
+                    // is this worker's, it is written on this connection.
+                    if let Permit::Request(place) = pending.permit {
+                        if let Some(next) = place.pass_on(self.pool) {
+                            self.enqueue(next);
+                        }
+                    }
                 }
                 Err(e) => {
                     self.pending.push_front(pending);
@@ -912,5 +1187,239 @@ pub async fn attach(stream: &mut UnixStream) -> io::Result<Option<Arc<Region>>> 
             );
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type AnswerRx = oneshot::Receiver<Result<Answer, UpstreamError>>;
+
+    const BOUND: Duration = Duration::from_secs(5);
+
+    /// A request asked `ago` before `now`, with [`BOUND`].
+    fn ask(now: Instant, ago: Duration) -> (Ask, AnswerRx) {
+        let (reply, rx) = oneshot::channel();
+        let ask = Ask {
+            request: EncodedRequest::without_query(Endpoint::Mirrorlist),
+            reply,
+            deadline: now - ago + BOUND,
+            timeout: BOUND,
+        };
+        (ask, rx)
+    }
+
+    /// A pool of one connection; with `up`, its queue is returned.
+    fn pool(up: bool) -> (Arc<Pool>, Option<mpsc::UnboundedReceiver<Job>>) {
+        let slot = Arc::new(Slot::default());
+        let rx = up.then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            slot.set(Some(tx));
+            rx
+        });
+        let pool = Arc::new(Pool {
+            slots: vec![slot],
+            next: AtomicUsize::new(0),
+        });
+        (pool, rx)
+    }
+
+    /// An admission limit of `places`, all taken, with two pools.
+    fn full(places: usize) -> (Arc<Admission>, Vec<Admitted>, [usize; 2]) {
+        let admission = Admission::new(places, 100);
+        let ids = [admission.join(pool(true).0), admission.join(pool(true).0)];
+        let taken = (0..places)
+            .map(|_| {
+                let (a, _) = ask(Instant::now(), Duration::ZERO);
+                match admission.enter(ids[0], a) {
+                    Entry::Admitted(Job {
+                        permit: Permit::Request(place),
+                        ..
+                    }) => place,
+                    _ => panic!("a free place"),
+                }
+            })
+            .collect();
+        (admission, taken, ids)
+    }
+
+    fn queue(admission: &Arc<Admission>, pool: usize, a: Ask) {
+        assert!(matches!(admission.enter(pool, a), Entry::Queued));
+    }
+
+    /// Whether `job` is the request `rx` waits on: an answer sent through
+    /// it arrives there. Its place is kept.
+    fn is_for(job: Job, rx: &mut AnswerRx) -> Permit {
+        let Job { ask, permit } = job;
+        let _ = ask.reply.send(Err(UpstreamError::Overloaded));
+        assert_eq!(rx.try_recv(), Ok(Err(UpstreamError::Overloaded)));
+        permit
+    }
+
+    #[test]
+    fn a_place_goes_to_this_workers_first_request_unless_another_waited_longer_by_the_slack() {
+        let now = Instant::now();
+        let mut queues = Queues {
+            free: 0,
+            waiting: 0,
+            pools: Vec::new(),
+        };
+        for ago in [Duration::from_millis(10), Duration::from_millis(10) + SLACK] {
+            let (a, _) = ask(now, ago);
+            queues.pools.push(Some(Waiting {
+                pool: pool(false).0,
+                asks: VecDeque::from([a]),
+            }));
+        }
+        // Pool 1's first waited exactly the slack longer: pool 0 keeps it.
+        assert_eq!(queues.next_queue(Some(0)), Some(0));
+        assert_eq!(queues.next_queue(Some(1)), Some(1));
+        // Freed elsewhere (or past the slack): the longest waiting.
+        assert_eq!(queues.next_queue(None), Some(1));
+        queues.pools[1].as_mut().unwrap().asks[0].deadline -= Duration::from_micros(1);
+        assert_eq!(queues.next_queue(Some(0)), Some(1));
+        // A pool with nothing waiting takes from the others; a stopped one
+        // is skipped.
+        queues.pools[0].as_mut().unwrap().asks.clear();
+        assert_eq!(queues.next_queue(Some(0)), Some(1));
+        queues.pools[1] = None;
+        assert_eq!(queues.next_queue(Some(0)), None);
+        assert_eq!(queues.next_queue(None), None);
+    }
+
+    #[test]
+    fn a_freed_place_goes_to_the_waiting_request_of_the_same_worker_in_order() {
+        let (admission, mut taken, [here, _]) = full(1);
+        let now = Instant::now();
+        let (first, mut first_rx) = ask(now, Duration::from_millis(2));
+        let (second, mut second_rx) = ask(now, Duration::from_millis(1));
+        queue(&admission, here, first);
+        queue(&admission, here, second);
+        let job = taken.pop().unwrap().pass_on(here).expect("handed over");
+        let Permit::Request(place) = is_for(job, &mut first_rx) else {
+            panic!("a request's place");
+        };
+        let job = place.pass_on(here).expect("handed over");
+        drop(is_for(job, &mut second_rx));
+        // Nobody waits now: the place is free again.
+        assert_eq!(admission.lock().free, 1);
+        assert_eq!(admission.lock().waiting, 0);
+    }
+
+    #[test]
+    fn a_place_crosses_to_another_worker_whose_request_waited_longer() {
+        let admission = Admission::new(1, 100);
+        let (here_pool, here_rx) = pool(true);
+        let (there_pool, there_rx) = pool(true);
+        let here = admission.join(here_pool);
+        let there = admission.join(there_pool);
+        let (a, _) = ask(Instant::now(), Duration::ZERO);
+        let Entry::Admitted(Job {
+            permit: Permit::Request(place),
+            ..
+        }) = admission.enter(here, a)
+        else {
+            panic!("a free place");
+        };
+        let now = Instant::now();
+        let (old, mut old_rx) = ask(now, SLACK * 3);
+        let (young, _young_rx) = ask(now, Duration::ZERO);
+        queue(&admission, there, old);
+        queue(&admission, here, young);
+        // Not handed back to this connection: sent to the other pool's.
+        assert!(place.pass_on(here).is_none());
+        let mut there_rx = there_rx.unwrap();
+        let job = there_rx.try_recv().expect("sent to the other worker");
+        let place = is_for(job, &mut old_rx);
+        assert_eq!(admission.lock().waiting, 1);
+        // Given up there, with nothing from there waiting, it comes to the
+        // request here.
+        drop(place);
+        assert!(here_rx.unwrap().try_recv().is_ok());
+        assert_eq!(admission.lock().waiting, 0);
+    }
+
+    #[test]
+    fn requests_gone_or_late_are_passed_over_and_a_pool_without_a_connection_fails_its_own() {
+        let admission = Admission::new(1, 100);
+        let (down, _) = pool(false);
+        let (up, _up_queue) = pool(true);
+        let down = admission.join(down);
+        let here = admission.join(up);
+        let (a, _) = ask(Instant::now(), Duration::ZERO);
+        let Entry::Admitted(Job {
+            permit: Permit::Request(place),
+            ..
+        }) = admission.enter(here, a)
+        else {
+            panic!("a free place");
+        };
+        let now = Instant::now();
+        // Oldest first: one whose client left, one past its deadline, one
+        // on a pool with no connection, then this pool's own.
+        let (gone, gone_rx) = ask(now, BOUND * 4);
+        drop(gone_rx);
+        let (late, mut late_rx) = ask(now, BOUND * 3);
+        let (stranded, mut stranded_rx) = ask(now, BOUND / 2);
+        let (own, mut own_rx) = ask(now, Duration::ZERO);
+        queue(&admission, here, gone);
+        queue(&admission, here, late);
+        queue(&admission, down, stranded);
+        queue(&admission, here, own);
+        let job = place.pass_on(here).expect("this pool's request");
+        drop(is_for(job, &mut own_rx));
+        assert_eq!(
+            late_rx.try_recv().unwrap(),
+            Err(UpstreamError::QueueTimeout(BOUND))
+        );
+        assert!(matches!(
+            stranded_rx.try_recv().unwrap(),
+            Err(UpstreamError::Unavailable { .. })
+        ));
+        assert_eq!(admission.lock().waiting, 0);
+    }
+
+    #[test]
+    fn the_sweep_fails_queued_requests_at_their_deadline_and_names_the_next() {
+        let (admission, _taken, [here, other]) = full(1);
+        let now = Instant::now();
+        let (late, mut late_rx) = ask(now, BOUND);
+        let (early, mut early_rx) = ask(now, BOUND / 2);
+        let (elsewhere, mut elsewhere_rx) = ask(now, BOUND * 2);
+        queue(&admission, here, late);
+        queue(&admission, here, early);
+        queue(&admission, other, elsewhere);
+        assert_eq!(admission.expire(here, now), Some(now + BOUND / 2));
+        assert_eq!(
+            late_rx.try_recv().unwrap(),
+            Err(UpstreamError::QueueTimeout(BOUND))
+        );
+        // The one still in time, and the other pool's, stay queued.
+        assert!(early_rx.try_recv().is_err());
+        assert!(elsewhere_rx.try_recv().is_err());
+        assert_eq!(admission.lock().waiting, 2);
+        assert_eq!(admission.expire(here, now + BOUND), None);
+        assert_eq!(admission.lock().waiting, 1);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_a_stopped_pool_drops_its_queue() {
+        let admission = Admission::new(1, 2);
+        let here = admission.join(pool(true).0);
+        let (a, _) = ask(Instant::now(), Duration::ZERO);
+        let _place = admission.enter(here, a);
+        let (first, mut first_rx) = ask(Instant::now(), Duration::ZERO);
+        let (second, _second_rx) = ask(Instant::now(), Duration::ZERO);
+        queue(&admission, here, first);
+        queue(&admission, here, second);
+        let (third, _) = ask(Instant::now(), Duration::ZERO);
+        assert!(matches!(admission.enter(here, third), Entry::Full));
+        admission.leave(here);
+        assert_eq!(admission.lock().waiting, 0);
+        assert!(matches!(
+            first_rx.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
     }
 }

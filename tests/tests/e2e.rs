@@ -262,14 +262,8 @@ fn thread_names(proc: &Proc) -> Vec<String> {
 #[test]
 fn workers_each_connect_serve_and_stop_together() {
     let mut stack = Stack::start(&["--workers", "3", "--upstream-connections", "1"]);
-    // Each worker has a connection of its own to the server, with a region
-    // (worker 0 announces the port once its pool is up, the others may
-    // still be attaching).
-    let mut attached = stack.client.log().matches("shared region attached").count();
-    while attached < 3 {
-        stack.client.wait_for("shared region attached");
-        attached += 1;
-    }
+    // Each worker has a connection of its own to the server, with a region.
+    wait_attached(&mut stack, 3);
     // Only now are the names sure: a new thread names itself once it runs,
     // and each worker attaches its region from its own thread.
     let workers: Vec<String> = thread_names(&stack.client)
@@ -279,12 +273,33 @@ fn workers_each_connect_serve_and_stop_together() {
     assert_eq!(workers, ["worker-0", "worker-1", "worker-2"]);
     assert_eq!(stack.client.log().matches("listening on").count(), 1);
     // Concurrent clients on one port, whichever worker takes them.
-    let addr = stack.addr.clone();
-    let clients: Vec<_> = (0..6)
+    concurrent_lists(&stack, 6, 10);
+    // SIGTERM stops every worker, each after its own graceful shutdown.
+    stack.client.signal(Signal::SIGTERM);
+    assert!(stack.client.wait_exit().success(), "{}", stack.client.log());
+    let log = stack.client.log();
+    assert_eq!(log.matches("all connections closed").count(), 3, "{log}");
+}
+
+/// Waits until `n` of the front end's connections have their shared
+/// region (worker 0 announces the port once its own pool is up; the
+/// others may still be attaching).
+fn wait_attached(stack: &mut Stack, n: usize) {
+    let mut attached = stack.client.log().matches("shared region attached").count();
+    while attached < n {
+        stack.client.wait_for("shared region attached");
+        attached += 1;
+    }
+}
+
+/// `clients` threads each asking for `each` lists at once, every answer
+/// checked.
+fn concurrent_lists(stack: &Stack, clients: usize, each: usize) {
+    let threads: Vec<_> = (0..clients)
         .map(|_| {
-            let addr = addr.clone();
+            let addr = stack.addr.clone();
             std::thread::spawn(move || {
-                (0..10)
+                (0..each)
                     .map(|_| {
                         http(
                             &addr,
@@ -297,16 +312,24 @@ fn workers_each_connect_serve_and_stop_together() {
             })
         })
         .collect();
-    for c in clients {
-        for r in c.join().expect("client thread") {
+    for t in threads {
+        for r in t.join().expect("client thread") {
             check_list(&r, "fedora-42", "x86_64", "DE");
         }
     }
-    // SIGTERM stops every worker, each after its own graceful shutdown.
-    stack.client.signal(Signal::SIGTERM);
-    assert!(stack.client.wait_exit().success(), "{}", stack.client.log());
-    let log = stack.client.log();
-    assert_eq!(log.matches("all connections closed").count(), 3, "{log}");
+}
+
+#[test]
+fn one_place_in_flight_is_passed_between_the_workers() {
+    // Every request but one at a time waits in its worker's queue, and
+    // each place freed goes on to the next, on whichever worker it waits:
+    // none is left to time out in a queue (which would be a 503).
+    let mut stack = Stack::start(&["--workers", "3", "--max-inflight", "1"]);
+    // Logged by worker 0 right after the port.
+    let limits = stack.client.wait_for("forwarding to the mirrorlist server");
+    assert!(limits.contains("max_inflight=1"), "{limits}");
+    wait_attached(&mut stack, 3);
+    concurrent_lists(&stack, 9, 20);
 }
 
 #[test]
