@@ -70,7 +70,8 @@ pub async fn run(
 /// own connections to the server and its own share of the HTTP
 /// connections: all accept on the same listening sockets (whichever is
 /// free takes the next connection), and nothing but the admission limit
-/// is shared, so a request never crosses threads. One single-threaded
+/// is shared: a request is always forwarded on its own worker's
+/// connections (its place in the queue may be handed to it by another). One single-threaded
 /// process doing all of the HTTP side kept the front end and the server
 /// on one core while the load generator had the other, idle a fifth of
 /// the time; see BENCHMARKS.md.

@@ -237,8 +237,9 @@ struct Slot {
     /// looks at every slot for every request.
     up: AtomicBool,
     /// Requests sent on this slot by their handlers and not yet answered
-    /// (for least-loaded; a queued request handed to a connection by
-    /// [`Admission`] is not counted, as it replaces one just answered).
+    /// (for least-loaded). A queued request handed to a connection by
+    /// [`Admission`] is not counted: mostly it takes the place of one just
+    /// answered on that connection.
     load: AtomicUsize,
     /// The current reconnect delay in milliseconds (for `Retry-After`).
     backoff_ms: AtomicU64,
@@ -358,6 +359,16 @@ enum Entry {
 }
 
 impl Queues {
+    /// Drops every waiting request whose client has gone. (An `Ask`
+    /// holds no place, so dropping one under the lock releases nothing.)
+    fn drop_gone(&mut self) {
+        for waiting in self.pools.iter_mut().flatten() {
+            let before = waiting.asks.len();
+            waiting.asks.retain(|a| !a.reply.is_closed());
+            self.waiting -= before - waiting.asks.len();
+        }
+    }
+
     /// The queue to take the next waiting request from when a place is
     /// freed on pool `here` (or, `None`, elsewhere): `here`'s, unless
     /// another pool's first has waited over [`SLACK`] longer; else the
@@ -430,7 +441,13 @@ impl Admission {
             });
         }
         if queues.waiting >= self.max_queue {
-            return Entry::Full;
+            // Requests whose clients have gone wait until a place or the
+            // sweeper reaches them; a full queue makes room by dropping
+            // them first, so they cannot crowd out live ones.
+            queues.drop_gone();
+            if queues.waiting >= self.max_queue {
+                return Entry::Full;
+            }
         }
         let Some(Some(waiting)) = queues.pools.get_mut(pool) else {
             return Entry::Full;
@@ -501,11 +518,18 @@ impl Admission {
         let next = {
             let mut queues = self.lock();
             let waiting = queues.pools.get_mut(id)?.as_mut()?;
-            while waiting.asks.front().is_some_and(|a| a.deadline <= now) {
-                late.extend(waiting.asks.pop_front());
+            let before = waiting.asks.len();
+            while let Some(first) = waiting.asks.front() {
+                if first.reply.is_closed() {
+                    waiting.asks.pop_front();
+                } else if first.deadline <= now {
+                    late.extend(waiting.asks.pop_front());
+                } else {
+                    break;
+                }
             }
             let next = waiting.asks.front().map(|a| a.deadline);
-            queues.waiting -= late.len();
+            queues.waiting -= before - waiting.asks.len();
             next
         };
         for ask in late {
@@ -751,10 +775,9 @@ async fn supervise(
                 // Reported after the slot is published, so whoever waits in
                 // `first_attempts` finds it up.
                 report_first_attempt(&mut attempted);
-                let (result, answered) = drive(stream, region, pool, &mut rx).await;
-                // Unpublish before `rx` is dropped, so new requests go
+                let (result, answered) = drive(stream, region, pool, &slot, &mut rx).await;
+                // `drive` has unpublished the slot, so new requests go
                 // elsewhere (or fail fast) instead of into a dead queue.
-                slot.set(None);
                 drop(rx);
                 match result {
                     Ok(()) => {
@@ -835,6 +858,7 @@ async fn drive(
     stream: UnixStream,
     region: Option<Arc<Region>>,
     pool: usize,
+    slot: &Slot,
     rx: &mut mpsc::UnboundedReceiver<Job>,
 ) -> (Result<(), DriveError>, bool) {
     let mut conn = Conn {
@@ -851,6 +875,10 @@ async fn drive(
         timer_set: false,
     };
     let result = conn.run(rx).await;
+    // Unpublished before the places of the pending requests are given up
+    // (below, or as `conn` is dropped): else each would hand a queued
+    // request to this dead connection.
+    slot.set(None);
     if let Err(DriveError::Protocol(msg)) = &result {
         for reply in conn.pending.drain(..).filter_map(|p| p.reply) {
             let _ = reply.send(Err(UpstreamError::Protocol(msg.clone())));
@@ -1225,9 +1253,10 @@ mod tests {
         (pool, rx)
     }
 
-    /// An admission limit of `places`, all taken, with two pools.
-    fn full(places: usize) -> (Arc<Admission>, Vec<Admitted>, [usize; 2]) {
-        let admission = Admission::new(places, 100);
+    /// An admission limit of `places`, all taken, with two pools and room
+    /// for `max_queue` waiting.
+    fn full(places: usize, max_queue: usize) -> (Arc<Admission>, Vec<Admitted>, [usize; 2]) {
+        let admission = Admission::new(places, max_queue);
         let ids = [admission.join(pool(true).0), admission.join(pool(true).0)];
         let taken = (0..places)
             .map(|_| {
@@ -1290,7 +1319,7 @@ mod tests {
 
     #[test]
     fn a_freed_place_goes_to_the_waiting_request_of_the_same_worker_in_order() {
-        let (admission, mut taken, [here, _]) = full(1);
+        let (admission, mut taken, [here, _]) = full(1, 100);
         let now = Instant::now();
         let (first, mut first_rx) = ask(now, Duration::from_millis(2));
         let (second, mut second_rx) = ask(now, Duration::from_millis(1));
@@ -1382,7 +1411,7 @@ mod tests {
 
     #[test]
     fn the_sweep_fails_queued_requests_at_their_deadline_and_names_the_next() {
-        let (admission, _taken, [here, other]) = full(1);
+        let (admission, _taken, [here, other]) = full(1, 100);
         let now = Instant::now();
         let (late, mut late_rx) = ask(now, BOUND);
         let (early, mut early_rx) = ask(now, BOUND / 2);
@@ -1400,6 +1429,37 @@ mod tests {
         assert!(elsewhere_rx.try_recv().is_err());
         assert_eq!(admission.lock().waiting, 2);
         assert_eq!(admission.expire(here, now + BOUND), None);
+        assert_eq!(admission.lock().waiting, 1);
+    }
+
+    #[test]
+    fn requests_whose_clients_left_do_not_hold_places_in_a_full_queue() {
+        let (admission, _taken, [here, other]) = full(1, 2);
+        let (gone, gone_rx) = ask(Instant::now(), Duration::ZERO);
+        let (live, mut live_rx) = ask(Instant::now(), Duration::ZERO);
+        queue(&admission, here, gone);
+        queue(&admission, other, live);
+        drop(gone_rx);
+        // Full by count, but one of the two has gone: room is made.
+        let (new, _new_rx) = ask(Instant::now(), Duration::ZERO);
+        queue(&admission, here, new);
+        assert_eq!(admission.lock().waiting, 2);
+        assert!(live_rx.try_recv().is_err(), "the live one still waits");
+        let (more, _) = ask(Instant::now(), Duration::ZERO);
+        assert!(matches!(admission.enter(here, more), Entry::Full));
+    }
+
+    #[test]
+    fn the_sweep_also_drops_requests_whose_clients_left() {
+        let (admission, _taken, [here, _]) = full(1, 100);
+        let now = Instant::now();
+        let (gone, gone_rx) = ask(now, Duration::ZERO);
+        let (live, _live_rx) = ask(now, Duration::ZERO);
+        queue(&admission, here, gone);
+        queue(&admission, here, live);
+        drop(gone_rx);
+        // Neither is late; the one in front has gone and is dropped.
+        assert_eq!(admission.expire(here, now), Some(now + BOUND));
         assert_eq!(admission.lock().waiting, 1);
     }
 
