@@ -162,6 +162,9 @@ type ReplyTx = oneshot::Sender<Result<Answer, UpstreamError>>;
 /// when that is needed to keep them so (see [`Admission`]).
 pub const SLACK: Duration = Duration::from_millis(2);
 
+/// How often a full queue may look for requests whose clients have left.
+const PURGE_EVERY: Duration = Duration::from_millis(10);
+
 /// A request and where its answer goes, before it has a place in flight.
 #[derive(Debug)]
 struct Ask {
@@ -338,6 +341,8 @@ struct Queues {
     free: usize,
     /// Requests waiting, in all queues.
     waiting: usize,
+    /// When a full queue was last rid of requests whose clients left.
+    purged: Option<Instant>,
     /// One per pool, by its index; `None` once the pool has stopped.
     pools: Vec<Option<Waiting>>,
 }
@@ -395,6 +400,7 @@ impl Admission {
             queues: Mutex::new(Queues {
                 free: max_inflight.max(1),
                 waiting: 0,
+                purged: None,
                 pools: Vec::new(),
             }),
             max_queue,
@@ -443,8 +449,14 @@ impl Admission {
         if queues.waiting >= self.max_queue {
             // Requests whose clients have gone wait until a place or the
             // sweeper reaches them; a full queue makes room by dropping
-            // them first, so they cannot crowd out live ones.
-            queues.drop_gone();
+            // them first, so they cannot crowd out live ones. At most once
+            // per PURGE_EVERY: a flood against a full queue must stay
+            // cheap to refuse, and a look costs the whole queue.
+            let now = Instant::now();
+            if queues.purged.is_none_or(|at| now >= at + PURGE_EVERY) {
+                queues.purged = Some(now);
+                queues.drop_gone();
+            }
             if queues.waiting >= self.max_queue {
                 return Entry::Full;
             }
@@ -1292,6 +1304,7 @@ mod tests {
         let mut queues = Queues {
             free: 0,
             waiting: 0,
+            purged: None,
             pools: Vec::new(),
         };
         for ago in [Duration::from_millis(10), Duration::from_millis(10) + SLACK] {
