@@ -1270,19 +1270,20 @@ mod tests {
     fn full(places: usize, max_queue: usize) -> (Arc<Admission>, Vec<Admitted>, [usize; 2]) {
         let admission = Admission::new(places, max_queue);
         let ids = [admission.join(pool(true).0), admission.join(pool(true).0)];
-        let taken = (0..places)
-            .map(|_| {
-                let (a, _) = ask(Instant::now(), Duration::ZERO);
-                match admission.enter(ids[0], a) {
-                    Entry::Admitted(Job {
-                        permit: Permit::Request(place),
-                        ..
-                    }) => place,
-                    _ => panic!("a free place"),
-                }
-            })
-            .collect();
+        let taken = (0..places).map(|_| admit(&admission, ids[0])).collect();
         (admission, taken, ids)
+    }
+
+    /// A free place, taken by a request of `pool`.
+    fn admit(admission: &Arc<Admission>, pool: usize) -> Admitted {
+        let (a, _) = ask(Instant::now(), Duration::ZERO);
+        match admission.enter(pool, a) {
+            Entry::Admitted(Job {
+                permit: Permit::Request(place),
+                ..
+            }) => place,
+            _ => panic!("a free place"),
+        }
     }
 
     fn queue(admission: &Arc<Admission>, pool: usize, a: Ask) {
@@ -1356,14 +1357,7 @@ mod tests {
         let (there_pool, there_rx) = pool(true);
         let here = admission.join(here_pool);
         let there = admission.join(there_pool);
-        let (a, _) = ask(Instant::now(), Duration::ZERO);
-        let Entry::Admitted(Job {
-            permit: Permit::Request(place),
-            ..
-        }) = admission.enter(here, a)
-        else {
-            panic!("a free place");
-        };
+        let place = admit(&admission, here);
         let now = Instant::now();
         let (old, mut old_rx) = ask(now, SLACK * 3);
         let (young, _young_rx) = ask(now, Duration::ZERO);
@@ -1389,14 +1383,7 @@ mod tests {
         let (up, _up_queue) = pool(true);
         let down = admission.join(down);
         let here = admission.join(up);
-        let (a, _) = ask(Instant::now(), Duration::ZERO);
-        let Entry::Admitted(Job {
-            permit: Permit::Request(place),
-            ..
-        }) = admission.enter(here, a)
-        else {
-            panic!("a free place");
-        };
+        let place = admit(&admission, here);
         let now = Instant::now();
         // Oldest first: one whose client left, one past its deadline, one
         // on a pool with no connection, then this pool's own.
