@@ -182,6 +182,13 @@ impl Ask {
     fn asked_at(&self) -> Instant {
         self.deadline - self.timeout
     }
+
+    /// Fails it for having waited its whole bound in the queue.
+    fn time_out(self) {
+        let _ = self
+            .reply
+            .send(Err(UpstreamError::QueueTimeout(self.timeout)));
+    }
 }
 
 /// A request on its way to a connection task, with its place in flight.
@@ -214,11 +221,6 @@ impl Admitted {
     /// another pool's is sent to that pool.
     fn pass_on(mut self, here: usize) -> Option<Job> {
         self.0.take()?.release(Some(here))
-    }
-
-    /// The limit this place belongs to, without giving the place up.
-    fn into_admission(mut self) -> Option<Arc<Admission>> {
-        self.0.take()
     }
 }
 
@@ -297,14 +299,6 @@ impl Pool {
     fn unavailable(&self) -> UpstreamError {
         UpstreamError::Unavailable {
             retry_after: self.retry_after(),
-        }
-    }
-
-    /// Hands `job` to a live connection; gives it back if none is up.
-    fn dispatch(&self, job: Job) -> Result<(), Job> {
-        match self.pick().and_then(|slot| slot.sender()) {
-            Some(tx) => tx.send(job).map_err(|e| e.0),
-            None => Err(job),
         }
     }
 }
@@ -475,7 +469,7 @@ impl Admission {
     /// to the free places if none waits. Requests whose client has gone are
     /// dropped on the way, and those past their deadline fail.
     fn release(self: Arc<Self>, here: Option<usize>) -> Option<Job> {
-        let mut admission = self;
+        let admission = self;
         loop {
             let mut queues = admission.lock();
             let Some(at) = queues.next_queue(here) else {
@@ -496,30 +490,28 @@ impl Admission {
                 continue;
             }
             if ask.deadline <= Instant::now() {
-                let _ = ask
-                    .reply
-                    .send(Err(UpstreamError::QueueTimeout(ask.timeout)));
+                ask.time_out();
                 continue;
             }
-            let job = Job {
+            let Some(pool) = pool else {
+                return Some(Job {
+                    ask,
+                    permit: Permit::Request(Admitted(Some(admission))),
+                });
+            };
+            let Some(tx) = pool.pick().and_then(|slot| slot.sender()) else {
+                // Its pool has no connection up: it fails as it would have
+                // on arrival, and the place goes on to the next.
+                let _ = ask.reply.send(Err(pool.unavailable()));
+                continue;
+            };
+            // Should that connection have ended since, the job comes back
+            // and is dropped, which passes the place on once more.
+            let _ = tx.send(Job {
                 ask,
                 permit: Permit::Request(Admitted(Some(admission))),
-            };
-            let Some(pool) = pool else {
-                return Some(job);
-            };
-            match pool.dispatch(job) {
-                Ok(()) => return None,
-                Err(Job { ask, permit }) => {
-                    // Its pool has no connection up: it fails as it would
-                    // have on arrival, and the place goes on to the next.
-                    let _ = ask.reply.send(Err(pool.unavailable()));
-                    let Permit::Request(place) = permit else {
-                        unreachable!("made above");
-                    };
-                    admission = place.into_admission().expect("made above");
-                }
-            }
+            });
+            return None;
         }
     }
 
@@ -544,11 +536,7 @@ impl Admission {
             queues.waiting -= before - waiting.asks.len();
             next
         };
-        for ask in late {
-            let _ = ask
-                .reply
-                .send(Err(UpstreamError::QueueTimeout(ask.timeout)));
-        }
+        late.into_iter().for_each(Ask::time_out);
         next
     }
 
