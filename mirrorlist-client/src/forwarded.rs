@@ -51,45 +51,61 @@ pub fn client_ip(
     // All the fields, in order, as one comma list (RFC 9110 §5.3 makes
     // repeated fields equivalent to one joined with commas). `None` is an
     // entry that names no address.
-    let mut entries: Vec<Option<IpAddr>> = Vec::new();
+    let mut walk = Walk::default();
     match which {
         ClientHeader::XForwardedFor => {
             for value in headers.get_all(&X_FORWARDED_FOR) {
-                entries.extend(
-                    value
-                        .as_bytes()
-                        .split(|&b| b == b',')
-                        .map(|entry| std::str::from_utf8(entry).unwrap_or("").trim())
-                        .filter(|entry| !entry.is_empty())
-                        .map(parse_entry),
-                );
+                value
+                    .as_bytes()
+                    .split(|&b| b == b',')
+                    .map(|entry| std::str::from_utf8(entry).unwrap_or("").trim())
+                    .filter(|entry| !entry.is_empty())
+                    .for_each(|entry| walk.step(parse_entry(entry), trusted));
             }
         }
         ClientHeader::Forwarded => {
             for value in headers.get_all(FORWARDED) {
-                entries.extend(
-                    outside_quotes(value.as_bytes(), b',')
-                        .filter(|element| !element.trim_ascii().is_empty())
-                        .map(forwarded_for),
-                );
+                outside_quotes(value.as_bytes(), b',')
+                    .filter(|element| !element.trim_ascii().is_empty())
+                    .for_each(|element| walk.step(forwarded_for(element), trusted));
             }
         }
     }
     // The peer itself is the nearest trusted hop; with no header it is the
     // best we know (a proxy's own health check, say).
-    let mut nearest = peer;
-    for entry in entries.iter().rev() {
-        // A trusted proxy wrote this entry. If it is not an address, that
-        // proxy did not know the client: say so rather than believe the
-        // client-written entries further left.
-        let addr = (*entry)?;
-        if !is_trusted(addr, trusted) {
-            return Some(addr);
+    walk.client(peer)
+}
+
+/// The walk from the right, done in one pass from the left so that no list
+/// of entries is kept: the answer is the right-most entry that is not a
+/// trusted proxy's address (everything right of it was vouched for), and if
+/// every entry is one, the left-most, the furthest hop we know.
+#[derive(Default)]
+struct Walk {
+    /// The left-most entry, once there is one.
+    first: Option<Option<IpAddr>>,
+    /// The right-most entry seen that is not a trusted address: an
+    /// untrusted address (the client), or `None`, an entry a trusted proxy
+    /// wrote without one (it did not know the client: say so rather than
+    /// believe the client-written entries further left).
+    untrusted: Option<Option<IpAddr>>,
+}
+
+impl Walk {
+    fn step(&mut self, entry: Option<IpAddr>, trusted: &[IpNet]) {
+        self.first.get_or_insert(entry);
+        if !entry.is_some_and(|addr| is_trusted(addr, trusted)) {
+            self.untrusted = Some(entry);
         }
-        nearest = addr;
     }
-    // Every hop is a trusted proxy: the left-most is the furthest we know.
-    Some(nearest)
+
+    fn client(self, peer: IpAddr) -> Option<IpAddr> {
+        match (self.untrusted, self.first) {
+            (Some(entry), _) => entry,
+            (None, Some(first)) => first,
+            (None, None) => Some(peer),
+        }
+    }
 }
 
 fn is_trusted(addr: IpAddr, trusted: &[IpNet]) -> bool {
