@@ -67,6 +67,11 @@ pub async fn ask(config: &AskConfig) -> Result<Response<Body>, AskError> {
             let ping = EncodedRequest::without_query(Endpoint::Ping);
             http::health(Ok(exchange(config, &ping).await?.into()), http::unix_now())
         }
+        // The counters are a running front end's; this process has none.
+        Ok(Route::Metrics) => http::text(
+            hyper::StatusCode::NOT_FOUND,
+            "not found: /metrics is served by a running front end over HTTP, not by ask\n",
+        ),
         Ok(Route::Forward { endpoint, query }) => {
             let request = EncodedRequest::new(endpoint, config.ip, &query);
             let reply = exchange(config, &request).await?;

@@ -73,6 +73,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HEADER", value_enum, default_value_t = ClientHeader::XForwardedFor)]
     pub client_header: ClientHeader,
 
+    /// A client (CIDR or single address) that `/metrics` is served to; may
+    /// be repeated. Others get 403 [default: 127.0.0.0/8 and ::1].
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    pub metrics_from: Vec<IpNet>,
+
     /// Requests forwarded to the server at once, for the whole process;
     /// the rest wait, first come first served [default: 64 per worker].
     #[arg(long, value_name = "N")]
@@ -169,6 +174,11 @@ impl ServeArgs {
             listen: self.listen,
             trusted_proxies: self.trusted_proxy,
             client_header: self.client_header,
+            metrics_from: if self.metrics_from.is_empty() {
+                crate::config::loopback()
+            } else {
+                self.metrics_from
+            },
             max_inflight,
             max_queue: self.max_queue,
             workers,

@@ -22,6 +22,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Which of the two headers they write the client's address into.
     pub client_header: ClientHeader,
+    /// Clients `/metrics` is served to (as the trusted proxies name them);
+    /// others get 403.
+    pub metrics_from: Vec<IpNet>,
     /// Requests forwarded to the server at once, for the whole process
     /// (the command line's default is [`INFLIGHT_PER_WORKER`] per worker).
     pub max_inflight: usize,
@@ -68,6 +71,7 @@ impl Default for Config {
             listen: Vec::new(),
             trusted_proxies: Vec::new(),
             client_header: ClientHeader::XForwardedFor,
+            metrics_from: loopback(),
             max_inflight: INFLIGHT_PER_WORKER,
             max_queue: 8192,
             workers: 1,
@@ -80,6 +84,14 @@ impl Default for Config {
             backlog: 4096,
         }
     }
+}
+
+/// The default of `--metrics-from`: this machine only.
+pub fn loopback() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .map(|net| net.parse().expect("a CIDR"))
+        .collect()
 }
 
 /// Configuration of the `ask` subcommand.

@@ -1,5 +1,5 @@
-//! The HTTP side: routing, the local answers (400, 404, 405, 414, `/health`)
-//! and the translation of the server's reply ([`Answer`]) into a response.
+//! The HTTP side: routing, the local answers (400, 403, 404, 405, 414,
+//! `/health`, `/metrics`) and the translation of the server's reply ([`Answer`]) into a response.
 //!
 //! The pieces are plain functions of the request so that `ask` produces
 //! exactly what an HTTP client would get, without a TCP connection.
@@ -8,7 +8,8 @@
 //!
 //! | situation | status |
 //! |---|---|
-//! | path other than `/mirrorlist`, `/metalink`, `/health` | 404 |
+//! | path other than `/mirrorlist`, `/metalink`, `/health`, `/metrics` | 404 |
+//! | `/metrics` from a client outside `--metrics-from` | 403 |
 //! | method other than GET or HEAD | 405, `Allow: GET, HEAD` |
 //! | request target over [`MAX_URI_LEN`] bytes | 414 |
 //! | malformed `%` escape, or not UTF-8 once decoded | 400, naming the parameter |
@@ -20,7 +21,8 @@
 //! timeouts alike; what matters is answering at once, not hanging.
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -29,6 +31,7 @@ use hyper::{HeaderMap, Method, Request as HttpRequest, Response, StatusCode, Uri
 use mirrorlist_core::protocol::{EncodedRequest, Endpoint, METALINK, TEXT_PLAIN};
 
 use crate::forwarded;
+use crate::metrics::{self, Metrics, WorkerStats};
 use crate::query;
 use crate::upstream::{Answer, Upstream, UpstreamError, PINGS_IN_FLIGHT};
 
@@ -52,6 +55,8 @@ pub enum Route<'a> {
     },
     /// `/health`: ping the server.
     Health,
+    /// `/metrics`: the front end's counters, to the clients allowed them.
+    Metrics,
 }
 
 /// Everything a request handler needs.
@@ -65,12 +70,27 @@ pub struct State {
     pub client_header: forwarded::ClientHeader,
     /// Bound on the health ping.
     pub health_timeout: std::time::Duration,
+    /// The process's counters, for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// This worker's share of them, counted into per request.
+    pub stats: Arc<WorkerStats>,
+    /// Clients `/metrics` is served to.
+    pub metrics_from: Vec<ipnet::IpNet>,
 }
 
 /// Answers one HTTP request. The body of the request is never read: no
 /// endpoint takes one.
 pub async fn handle<B>(req: HttpRequest<B>, peer: SocketAddr, state: &State) -> Response<Body> {
     let head = req.method() == Method::HEAD;
+    let path = metrics::Path::of(req.uri().path());
+    let client_ip = || {
+        forwarded::client_ip(
+            peer.ip(),
+            req.headers(),
+            &state.trusted_proxies,
+            state.client_header,
+        )
+    };
     let response = match route(req.method(), req.uri()) {
         Err(refusal) => refusal.response(),
         Ok(Route::Health) => {
@@ -78,17 +98,33 @@ pub async fn handle<B>(req: HttpRequest<B>, peer: SocketAddr, state: &State) -> 
             let answer = state.upstream.ping(ping, state.health_timeout).await;
             health(answer, unix_now())
         }
+        Ok(Route::Metrics) => {
+            let allowed = client_ip()
+                .is_some_and(|ip| state.metrics_from.iter().any(|net| net.contains(&ip)));
+            if allowed {
+                metrics_response(state.metrics.render())
+            } else {
+                Refusal::MetricsForbidden.response()
+            }
+        }
         Ok(Route::Forward { endpoint, query }) => {
-            let client_ip = forwarded::client_ip(
-                peer.ip(),
-                req.headers(),
-                &state.trusted_proxies,
-                state.client_header,
-            );
-            let request = EncodedRequest::new(endpoint, client_ip, &query);
-            from_upstream(state.upstream.call(request).await)
+            let arrived = Instant::now();
+            let request = EncodedRequest::new(endpoint, client_ip(), &query);
+            let response = match state.upstream.call(request).await {
+                Ok(reply) => from_reply(reply).unwrap_or_else(|e| {
+                    state.metrics.invalid_reply();
+                    invalid_reply(&e)
+                }),
+                Err(e) => {
+                    state.metrics.failure(&e);
+                    upstream_error(&e)
+                }
+            };
+            state.stats.took(path, arrived.elapsed());
+            response
         }
     };
+    state.stats.response(path, response.status().as_u16());
     tracing::debug!(
         peer = %peer,
         method = %req.method(),
@@ -110,8 +146,11 @@ pub enum Refusal {
     #[error("request target of {0} bytes is longer than the limit of {MAX_URI_LEN}")]
     TooLong(usize),
     /// Not one of our paths.
-    #[error("not found; this service answers /mirrorlist, /metalink and /health")]
+    #[error("not found; this service answers /mirrorlist, /metalink, /health and /metrics")]
     NotFound,
+    /// `/metrics` asked by a client outside `--metrics-from`.
+    #[error("forbidden: /metrics is served only to the addresses of --metrics-from")]
+    MetricsForbidden,
     /// Not GET or HEAD.
     #[error("method {0} not allowed; use GET or HEAD")]
     Method(Method),
@@ -126,6 +165,7 @@ impl Refusal {
         let status = match self {
             Refusal::TooLong(_) => StatusCode::URI_TOO_LONG,
             Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::MetricsForbidden => StatusCode::FORBIDDEN,
             Refusal::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::Query(_) => StatusCode::BAD_REQUEST,
         };
@@ -148,14 +188,18 @@ pub fn route<'a>(method: &Method, uri: &'a Uri) -> Result<Route<'a>, Refusal> {
     let endpoint = match uri.path() {
         "/mirrorlist" => Some(Endpoint::Mirrorlist),
         "/metalink" => Some(Endpoint::Metalink),
-        "/health" => None,
+        "/health" | "/metrics" => None,
         _ => return Err(Refusal::NotFound),
     };
     if method != Method::GET && method != Method::HEAD {
         return Err(Refusal::Method(method.clone()));
     }
     let Some(endpoint) = endpoint else {
-        return Ok(Route::Health);
+        return Ok(if uri.path() == "/health" {
+            Route::Health
+        } else {
+            Route::Metrics
+        });
     };
     let query = query::decode(uri.query().unwrap_or(""))?;
     Ok(Route::Forward { endpoint, query })
@@ -164,15 +208,30 @@ pub fn route<'a>(method: &Method, uri: &'a Uri) -> Result<Route<'a>, Refusal> {
 /// The response for the server's answer, or for the reason there is none.
 pub fn from_upstream(answer: Result<Answer, UpstreamError>) -> Response<Body> {
     match answer {
-        Ok(reply) => from_reply(reply).unwrap_or_else(|e| {
-            tracing::error!("the mirrorlist server sent a reply that is not valid HTTP: {e}");
-            text(
-                StatusCode::BAD_GATEWAY,
-                format!("bad gateway: the mirrorlist server sent an invalid reply ({e})\n"),
-            )
-        }),
+        Ok(reply) => from_reply(reply).unwrap_or_else(|e| invalid_reply(&e)),
         Err(e) => upstream_error(&e),
     }
+}
+
+/// The 502 for a reply that cannot be sent as HTTP.
+fn invalid_reply(e: &InvalidReply) -> Response<Body> {
+    tracing::error!("the mirrorlist server sent a reply that is not valid HTTP: {e}");
+    text(
+        StatusCode::BAD_GATEWAY,
+        format!("bad gateway: the mirrorlist server sent an invalid reply ({e})\n"),
+    )
+}
+
+/// The `/metrics` response: the exposition text, never cached.
+fn metrics_response(body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Why a server reply cannot be sent as HTTP.
@@ -380,6 +439,18 @@ mod tests {
             }
         );
         assert_eq!(route(&Method::GET, &uri("/health")).unwrap(), Route::Health);
+        assert_eq!(
+            route(&Method::HEAD, &uri("/metrics")).unwrap(),
+            Route::Metrics
+        );
+        assert_eq!(
+            status(route(&Method::POST, &uri("/metrics"))),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            status(route(&Method::GET, &uri("/metrics/x"))),
+            StatusCode::NOT_FOUND
+        );
         assert_eq!(
             status(route(&Method::GET, &uri("/"))),
             StatusCode::NOT_FOUND

@@ -17,8 +17,11 @@
 //!   and graceful shutdown); [`bind`].
 //! - [`drain`]: the graceful shutdown of a worker's connections.
 //! - [`send_timeout`]: the bound on a client that stops reading.
-//! - [`http`]: routing, local answers (400/404/405/414, `/health`) and the
-//!   translation of the server's reply into an HTTP response.
+//! - [`http`]: routing, local answers (400/403/404/405/414, `/health`,
+//!   `/metrics`) and the translation of the server's reply into an HTTP
+//!   response.
+//! - [`metrics`]: the counters and gauges `/metrics` serves, counted per
+//!   worker.
 //! - [`query`]: query-string decoding (percent-escapes, `+`, UTF-8).
 //! - [`forwarded`]: the client address from the peer and trusted
 //!   `X-Forwarded-For` or RFC 7239 `Forwarded`.
@@ -52,6 +55,7 @@ pub mod config;
 pub mod drain;
 pub mod forwarded;
 pub mod http;
+pub mod metrics;
 pub mod query;
 pub mod send_timeout;
 pub mod server;

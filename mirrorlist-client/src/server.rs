@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::http::{self, State};
+use crate::metrics::Metrics;
 use crate::send_timeout::SendTimeout;
 use crate::upstream::{Admission, Upstream};
 
@@ -60,7 +61,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let admission = Admission::new(config.max_inflight, config.max_queue);
-    run_worker(config, listeners, admission, 0, shutdown).await
+    let metrics = Metrics::new(1, admission.clone(), http::unix_now());
+    run_worker(config, listeners, admission, metrics, 0, shutdown).await
 }
 
 /// Runs `config.workers` workers until `shutdown` completes, then shuts
@@ -82,6 +84,7 @@ pub async fn run_workers(
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!listeners.is_empty(), "no address to listen on");
     let admission = Admission::new(config.max_inflight, config.max_queue);
+    let metrics = Metrics::new(config.workers.max(1), admission.clone(), http::unix_now());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut threads = Vec::with_capacity(config.workers);
@@ -92,6 +95,7 @@ pub async fn run_workers(
             .collect::<io::Result<Vec<_>>>()
             .context("cannot share the listening sockets with a worker")?;
         let (config, admission, done) = (config.clone(), admission.clone(), done_tx.clone());
+        let metrics = metrics.clone();
         let mut stop = stop_rx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("worker-{worker}"))
@@ -113,7 +117,8 @@ pub async fn run_workers(
                                     // An error means the sender is gone: stop too.
                                     let _ = stop.wait_for(|&stop| stop).await;
                                 };
-                                run_worker(config, listeners, admission, worker, stopped).await
+                                run_worker(config, listeners, admission, metrics, worker, stopped)
+                                    .await
                             })
                         })
                 };
@@ -152,6 +157,7 @@ async fn run_worker(
     config: Config,
     listeners: Vec<TcpListener>,
     admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
     worker: usize,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -166,6 +172,9 @@ async fn run_worker(
         trusted_proxies: config.trusted_proxies.clone(),
         client_header: config.client_header,
         health_timeout: config.health_timeout,
+        stats: metrics.worker(worker),
+        metrics,
+        metrics_from: config.metrics_from.clone(),
     });
 
     // Give the pool its chance to connect before the first request arrives
@@ -226,6 +235,7 @@ async fn run_worker(
         };
         // Responses are written whole; do not let Nagle hold the last bit.
         let _ = stream.set_nodelay(true);
+        let open = state.stats.connection();
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
@@ -234,6 +244,7 @@ async fn run_worker(
         let io = TokioIo::new(SendTimeout::new(stream, config.send_timeout));
         let conn = drain.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %peer, "connection ended: {e}");
             }

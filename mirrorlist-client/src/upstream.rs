@@ -324,6 +324,8 @@ impl Pool {
 #[derive(Debug)]
 pub struct Admission {
     queues: Mutex<Queues>,
+    /// The in-flight limit (what `free` starts at).
+    places: usize,
     max_queue: usize,
     pings: Arc<Semaphore>,
 }
@@ -345,6 +347,24 @@ struct Queues {
 struct Waiting {
     pool: Arc<Pool>,
     asks: VecDeque<Ask>,
+}
+
+/// A snapshot of [`Admission`] for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gauges {
+    /// Places in flight taken (health pings not counted).
+    pub in_flight: u64,
+    /// The in-flight limit.
+    pub max_inflight: u64,
+    /// Requests waiting for a place (with those whose clients left and
+    /// that no look has dropped yet).
+    pub queued: u64,
+    /// The queue's limit.
+    pub max_queue: u64,
+    /// Connections to the server up, over every pool.
+    pub connections_up: u64,
+    /// Connections configured, over every pool.
+    pub connections: u64,
 }
 
 /// How [`Admission::enter`] took a request.
@@ -397,9 +417,25 @@ impl Admission {
                 purged: None,
                 pools: Vec::new(),
             }),
+            places: max_inflight.max(1),
             max_queue,
             pings: Arc::new(Semaphore::new(PINGS_IN_FLIGHT)),
         })
+    }
+
+    /// The places taken and requests queued now, and the connections of
+    /// every pool that shares this limit (for `/metrics`).
+    pub fn gauges(&self) -> Gauges {
+        let queues = self.lock();
+        let pools = || queues.pools.iter().flatten().map(|w| &w.pool.slots);
+        Gauges {
+            in_flight: (self.places - queues.free) as u64,
+            max_inflight: self.places as u64,
+            queued: queues.waiting as u64,
+            max_queue: self.max_queue as u64,
+            connections_up: pools().flatten().filter(|s| s.is_up()).count() as u64,
+            connections: pools().map(Vec::len).sum::<usize>() as u64,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {

@@ -9,6 +9,7 @@ mod ask;
 mod client;
 mod fake;
 mod http;
+mod metrics;
 mod upstream;
 
 use std::future::Future;
