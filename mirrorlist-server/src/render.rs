@@ -586,8 +586,9 @@ fn details(out: &mut impl Out, d: &FileDetails, indent: &str) {
 const PRIVATE_ATTR: &str = "\" mm0:private=\"True";
 
 /// What follows each host URL in a metalink for `target`: the escaped
-/// `[/subpath][extra]/[file]` and `</url>`.
-fn metalink_url_end(target: &Target<'_>) -> String {
+/// `[/subpath][extra]/[file]` and `</url>`. Built once per answer, before
+/// [`metalink_capacity`], which counts it at its true length.
+pub fn metalink_url_end(target: &Target<'_>) -> String {
     let mut raw = String::with_capacity(target.dir.subpath.len() + 32);
     tail(&mut raw, target);
     let mut end = String::with_capacity(raw.len() + 8);
@@ -600,19 +601,18 @@ fn metalink_url_end(target: &Target<'_>) -> String {
 /// arguments (every URL of every pick counted at the longest URL line's
 /// length: no pass over the URLs), so that the body is allocated once
 /// instead of growing (and being copied) while `<url>` lines are appended.
-/// Pages of the slack are never touched.
+/// `end` is [`metalink_url_end`]'s, counted as it is: counting it escaped
+/// at worst (six bytes a byte) made the bound over twice the body, and
+/// the shared region, which must find the whole bound free, was crowded
+/// by bounds rather than bodies (BENCHMARKS.md, change 42).
 pub fn metalink_capacity(
     index: &Index,
     file: &FileEntry,
+    end: &str,
     target: &Target<'_>,
     sel: &Selection,
 ) -> usize {
-    // What `metalink_url_end` appends to every line, each byte escaped at
-    // worst to six (`&quot;`): the file name included, which can be longer
-    // than the rest of the line.
-    let file_len = target.file.map_or(0, str::len);
-    let end = (target.dir.subpath.len() + target.extra.len() + file_len) * 6 + 64;
-    let line = index.url_line_max() + 3 + PRIVATE_ATTR.len() + end;
+    let line = index.url_line_max() + 3 + PRIVATE_ATTR.len() + end.len();
     let mut n = 1024 + file.name.len() * 6 + file.versions.len() * 1024;
     for d in &file.versions {
         n += (d.md5.len() + d.sha1.len() + d.sha256.len() + d.sha512.len()) * 5;
@@ -626,11 +626,13 @@ pub fn metalink_capacity(
 }
 
 /// The metalink for `file` (found in the cache's file details) with the
-/// selected hosts' URLs. `target.file` is the file's name.
+/// selected hosts' URLs. `target.file` is the file's name; `end` is
+/// [`metalink_url_end`]'s for `target`.
 pub fn metalink(
     out: &mut impl Out,
     index: &Index,
     file: &FileEntry,
+    end: &str,
     target: &Target<'_>,
     sel: &Selection,
 ) {
@@ -651,11 +653,10 @@ pub fn metalink(
         out.put("   </mm0:alternates>\n");
     }
     out.put("   <resources maxconnections=\"1\">\n");
-    // Everything after the host's URL is the same on every line: build it
+    // Everything after the host's URL is the same on every line: built
     // once, escaped.
-    let end = metalink_url_end(target);
-    let padded = Frag::pad(&end);
-    let end = Frag::new(&end, padded.as_bytes());
+    let padded = Frag::pad(end);
+    let end = Frag::new(end, padded.as_bytes());
     let mut preference = 100u32;
     for pick in &sel.picks {
         let private = index.flags(pick.host) & PRIVATE != 0;
