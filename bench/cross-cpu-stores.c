@@ -4,11 +4,14 @@
  *
  *   cc -O2 -pthread -o /tmp/cross-cpu-stores bench/cross-cpu-stores.c
  *   for kb in 64 512 1024 2048 4096 8192 16384; do /tmp/cross-cpu-stores $kb; done
+ *   /tmp/cross-cpu-stores 64 1     # RING_KB, then SECONDS (default 3)
  *
  * A writer pinned to CPU 0 fills 64 KB blocks in turn through a ring of
  * RING_KB of shared memory; a reader pinned to CPU 1 reads each block
  * after it is written, then hands the turn back. Prints the mean time of
- * one block's write and read over 3 seconds. With RING_KB 64 every block
+ * one block's write and read over SECONDS. bench/run measures rings of
+ * 64 KB and 8 MB at its start and end, to show where the host had put
+ * the two CPUs during the run. With RING_KB 64 every block
  * is written right after the other CPU read it; with a ring of a few MB
  * the lines have left that CPU's cache by then. BENCHMARKS.md, fifteenth
  * session. */
@@ -66,6 +69,8 @@ static void *reader(void *unused) {
 int main(int argc, char **argv) {
     size_t ring_kb = argc > 1 ? (size_t)atol(argv[1]) : 64;
     if (ring_kb < 64) ring_kb = 64;
+    double seconds = argc > 2 ? atof(argv[2]) : 3;
+    if (!(seconds > 0)) seconds = 3;
     blocks = ring_kb * 1024 / BLOCK;
     size_t size = blocks * BLOCK;
     ring = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -79,7 +84,7 @@ int main(int argc, char **argv) {
     pthread_create(&t, NULL, reader, NULL);
     double write_time = 0, start = now();
     long k = 0;
-    while (now() - start < 3) {
+    while (now() - start < seconds) {
         char *p = ring + (size_t)(k % (long)blocks) * BLOCK;
         double t0 = now();
         memset(p, (int)k, BLOCK);

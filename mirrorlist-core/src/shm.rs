@@ -20,7 +20,8 @@
 //!
 //! ```text
 //! offset  size  field
-//!      0     4  state: 1 while the front end holds the body, 0 when released
+//!      0     4  state: 1 while the front end holds the body; when released,
+//!               2 + 2 × the CPU the front end read it on (0: unknown)
 //!      4     4  the block's length, header and padding included
 //!      8     …  the body
 //! ```
@@ -44,6 +45,17 @@
 //! never makes a reply fail.
 //! When every block is released the ring starts again at offset 0, so under
 //! ordinary load it keeps touching the same few, cache-warm pages.
+//!
+//! Those pages are warm in the cache of the CPU that last read them: the
+//! front end's, which may not be the server's. Writing over lines another
+//! CPU has just read waits for each line to be taken from that CPU, and on
+//! a VM whose vCPUs the host places far apart that costs several times
+//! the write itself. So the front end's release records its CPU, and when
+//! the last body reclaimed was read on another CPU than the server's now,
+//! [`Ring::put_with`] renders the body into memory of the server's own and
+//! copies it into the block with stores that bypass the caches
+//! ([`stream_copy`]): no line is read before it is written. When both run
+//! on one CPU, the body is written in place, into warm lines.
 //!
 //! The two processes trust each other (the server's socket admits only the
 //! front end's user): the front end checks every reference against the
@@ -81,8 +93,31 @@ pub const MIN_REGION: usize = 64 * 1024;
 /// The largest region accepted: offsets are u32 on the wire.
 pub const MAX_REGION: usize = 1 << 30;
 
+/// The state word: odd while the front end holds the block; even once
+/// released, and then `2 + 2 × CPU` when the front end knew on which CPU
+/// it read the body, `0` when it did not.
 const RELEASED: u32 = 0;
 const IN_USE: u32 = 1;
+
+fn released_on(cpu: Option<u32>) -> u32 {
+    cpu.and_then(|c| c.checked_mul(2)?.checked_add(2))
+        .unwrap_or(RELEASED)
+}
+
+fn is_released(state: u32) -> bool {
+    state & 1 == 0
+}
+
+fn release_cpu(state: u32) -> Option<u32> {
+    (is_released(state) && state != RELEASED).then(|| state / 2 - 1)
+}
+
+/// The CPU this thread runs on now (it may move at any time: a hint).
+fn current_cpu() -> Option<u32> {
+    // SAFETY: no arguments, no memory; -1 on failure.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).ok()
+}
 
 /// Why a region or a reference was refused.
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +267,9 @@ pub struct RingStats {
     pub shared: u64,
     /// Bodies that found no room and went in their frames.
     pub full: u64,
+    /// Of `shared`, bodies rendered aside and streamed into their block,
+    /// because the front end read the ring on another CPU.
+    pub streamed: u64,
 }
 
 /// How many held blocks (see [`Ring`]) are stepped around at most; with
@@ -283,6 +321,10 @@ pub struct Ring {
     head: usize,
     /// Where the oldest block of `blocks` starts.
     tail: usize,
+    /// The CPU the front end read the last reclaimed body on, if it said.
+    reader_cpu: Option<u32>,
+    /// Where bodies are rendered before they are streamed into a block.
+    scratch: Vec<u8>,
     stats: RingStats,
 }
 
@@ -295,6 +337,8 @@ impl Ring {
             held: Vec::new(),
             head: 0,
             tail: 0,
+            reader_cpu: None,
+            scratch: Vec::new(),
             stats: RingStats::default(),
         }
     }
@@ -313,14 +357,52 @@ impl Ring {
         })
     }
 
-    /// Lends `fill` a free block of `max` bytes to write a body into, so
-    /// that a body is rendered where the front end reads it instead of
-    /// being copied there. `fill` returns the body's length (at most
-    /// `max`; what lies beyond it is not sent), and the block is cut to
-    /// that length; `None` gives the block back, and so does this
-    /// function when no block of `max` bytes is free (then `fill` is not
-    /// called).
+    /// Lends `fill` `max` bytes to write a body into and places the body
+    /// in a free block. `fill` returns the body's length (at most `max`;
+    /// what lies beyond it is not sent); `None` gives the block back, and
+    /// so does this function when no block is free (then `fill` may not
+    /// have been called). When the front end reads on this CPU, `fill`
+    /// writes straight into a block of `max` bytes, cut to the body's
+    /// length after; when it reads on another, into memory of this
+    /// ring's, streamed into a block of the body's length (see the
+    /// module's documentation).
     pub fn put_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<SharedBody> {
+        self.reclaim();
+        if self.reader_cpu.is_some() && self.reader_cpu != current_cpu() {
+            return self.put_streamed(max, fill);
+        }
+        self.put_in_place(max, fill)
+    }
+
+    fn put_streamed(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<SharedBody> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if scratch.len() < max {
+            scratch.resize(max, 0);
+        }
+        let len = fill(&mut scratch[..max]).filter(|&len| len <= max);
+        let shared = len.and_then(|len| {
+            let body = &scratch[..len];
+            self.put_in_place(len, |block| {
+                stream_copy(block, body);
+                Some(len)
+            })
+        });
+        self.scratch = scratch;
+        if shared.is_some() {
+            self.stats.streamed += 1;
+        }
+        shared
+    }
+
+    fn put_in_place(
         &mut self,
         max: usize,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
@@ -463,15 +545,20 @@ impl Ring {
     }
 
     fn released(&self, b: &Block) -> bool {
-        b.filler || self.region.state(b.at).load(Ordering::Acquire) == RELEASED
+        b.filler || is_released(self.region.state(b.at).load(Ordering::Acquire))
     }
 
-    /// Moves the tail past every released block at it, and forgets the
-    /// held blocks that were released.
+    /// Moves the tail past every released block at it, noting the CPU the
+    /// front end read the newest of them on, and forgets the held blocks
+    /// that were released.
     fn reclaim(&mut self) {
         while let Some(&oldest) = self.blocks.front() {
-            if !self.released(&oldest) {
-                break;
+            if !oldest.filler {
+                let state = self.region.state(oldest.at).load(Ordering::Acquire);
+                if !is_released(state) {
+                    break;
+                }
+                self.reader_cpu = release_cpu(state);
             }
             self.blocks.pop_front();
             self.tail = oldest.end() % self.region.len;
@@ -479,7 +566,7 @@ impl Ring {
         if !self.held.is_empty() {
             let region = &self.region;
             self.held
-                .retain(|b| region.state(b.at).load(Ordering::Acquire) != RELEASED);
+                .retain(|b| !is_released(region.state(b.at).load(Ordering::Acquire)));
         }
         if self.blocks.is_empty() {
             // Empty: start at the beginning, on warm pages (stepping
@@ -488,6 +575,41 @@ impl Ring {
             self.tail = 0;
         }
     }
+}
+
+/// Copies `src` into `dst` (of the same length) with non-temporal stores
+/// where the CPU has them: the lines go to memory without being read
+/// first, so writing over lines the other process's CPU has just read
+/// does not wait for that CPU to give them up.
+pub fn stream_copy(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(dst.len(), src.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+        let n = src.len();
+        // Up to the first 16-byte boundary of `dst` with ordinary stores.
+        let head = ((dst.as_ptr() as usize).wrapping_neg() & 15).min(n);
+        dst[..head].copy_from_slice(&src[..head]);
+        let mut i = head;
+        // SAFETY: every access is within `i + 16 <= n`, in both slices;
+        // `dst.add(i)` is 16-aligned (after `head`); SSE2 is part of
+        // x86_64. The fence orders the streamed stores before whatever
+        // publishes the block (the reply's frame).
+        unsafe {
+            let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+            while i + 16 <= n {
+                _mm_stream_si128(
+                    d.add(i).cast::<__m128i>(),
+                    _mm_loadu_si128(s.add(i).cast::<__m128i>()),
+                );
+                i += 16;
+            }
+            _mm_sfence();
+        }
+        dst[i..].copy_from_slice(&src[i..]);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dst.copy_from_slice(src);
 }
 
 /// The front end's hold on one body in a region: the body's owner, handed
@@ -530,9 +652,11 @@ impl AsRef<[u8]> for Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        // Dropped once the body is written to its HTTP client, on the CPU
+        // that read it.
         self.region
             .state(self.offset - BLOCK_HEADER)
-            .store(RELEASED, Ordering::Release);
+            .store(released_on(current_cpu()), Ordering::Release);
     }
 }
 
@@ -620,7 +744,89 @@ mod tests {
         // Everything released: the next body starts at the beginning again.
         let rc = ring.put(&b).unwrap();
         assert_eq!(rc.offset as usize, BLOCK_HEADER);
-        assert_eq!(ring.stats(), RingStats { shared: 3, full: 0 });
+        // (`streamed` depends on where the scheduler ran this thread.)
+        let stats = ring.stats();
+        assert_eq!((stats.shared, stats.full), (3, 0));
+    }
+
+    #[test]
+    fn streamed_copies_are_exact_at_every_alignment_and_length() {
+        let src = body(300, 7);
+        for start in 0..16 {
+            for len in [0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 255, 284] {
+                let mut dst = vec![0xEE_u8; 300];
+                stream_copy(&mut dst[start..start + len], &src[..len]);
+                assert_eq!(
+                    &dst[start..start + len],
+                    &src[..len],
+                    "at {start}, {len} bytes"
+                );
+                assert!(dst[..start].iter().all(|&b| b == 0xEE), "before {start}");
+                assert!(
+                    dst[start + len..].iter().all(|&b| b == 0xEE),
+                    "after {start}+{len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_state_word_says_released_and_where() {
+        assert!(!is_released(IN_USE));
+        for cpu in [None, Some(0), Some(1), Some(63), Some(4095)] {
+            let state = released_on(cpu);
+            assert!(is_released(state));
+            assert_eq!(release_cpu(state), cpu);
+        }
+        // A CPU number too large to encode is recorded as unknown.
+        assert_eq!(release_cpu(released_on(Some(u32::MAX))), None);
+    }
+
+    #[test]
+    fn a_release_records_the_cpu_and_a_body_read_elsewhere_is_streamed() {
+        let (mut ring, other) = pair(MIN_REGION);
+        let a = body(3000, 3);
+        let ra = ring.put(&a).unwrap();
+        let state = other.state(ra.offset as usize - BLOCK_HEADER);
+        assert_eq!(state.load(Ordering::Relaxed), IN_USE);
+        drop(Lease::new(other.clone(), ra).unwrap());
+        let released = state.load(Ordering::Relaxed);
+        assert!(is_released(released));
+        // Some CPU (which, the scheduler may have changed since).
+        assert!(release_cpu(released).is_some());
+
+        // Released by a front end on a CPU this thread is never on: the
+        // next body is rendered aside and streamed, cut to its length.
+        let rb = ring.put(&a).unwrap();
+        let block = rb.offset as usize - BLOCK_HEADER;
+        other
+            .state(block)
+            .store(released_on(Some(1 << 20)), Ordering::Release);
+        let b = body(2000, 4);
+        let before = ring.stats().streamed;
+        let rc = ring
+            .put_with(8000, |out| {
+                out[..b.len()].copy_from_slice(&b);
+                Some(b.len())
+            })
+            .unwrap();
+        assert_eq!(ring.stats().streamed, before + 1);
+        assert_eq!(Lease::new(other.clone(), rc).unwrap().as_ref(), &b[..]);
+        assert_eq!(
+            other
+                .word(rc.offset as usize - BLOCK_HEADER, 4)
+                .load(Ordering::Relaxed) as usize,
+            (BLOCK_HEADER + b.len()).next_multiple_of(BLOCK_ALIGN)
+        );
+
+        // Released by a front end that did not say where: written in place.
+        let (mut ring2, other2) = pair(MIN_REGION);
+        let rd = ring2.put(&a).unwrap();
+        other2
+            .state(rd.offset as usize - BLOCK_HEADER)
+            .store(RELEASED, Ordering::Release);
+        ring2.put(&b).unwrap();
+        assert_eq!(ring2.stats().streamed, 0);
     }
 
     #[test]
@@ -649,7 +855,9 @@ mod tests {
         assert_eq!(rc.offset, rb.offset + 128);
         // More than a whole region is never lent.
         assert!(ring.put_with(MIN_REGION, |_| unreachable!()).is_none());
-        assert_eq!(ring.stats(), RingStats { shared: 3, full: 1 });
+        // (`streamed` depends on where the scheduler ran this thread.)
+        let stats = ring.stats();
+        assert_eq!((stats.shared, stats.full), (3, 1));
         drop(la);
     }
 

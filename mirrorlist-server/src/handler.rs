@@ -419,8 +419,9 @@ fn resolve_repo<'a>(
     })
 }
 
-/// Renders a body of at most `capacity` bytes straight into a free block
-/// of `ring` (no copy afterwards); `None` when there is no ring, the body
+/// Renders a body of at most `capacity` bytes into a free block of `ring`
+/// (in place, or aside and streamed there: [`Ring::put_with`]); `None`
+/// when there is no ring, the body
 /// is small or no block is free (then nothing was rendered), or the body
 /// outgrew its bound (a bug the debug assertion catches): the caller then
 /// renders it into the frame.

@@ -25,7 +25,7 @@
 //! - [`config`]: flags and the resolved configuration.
 //! - [`socket`]: the listening socket (backlog, permissions, stale files).
 //! - [`server`]: connections, pipelined frames, the shared region a front
-//!   end can attach (lists and metalinks rendered straight into its ring),
+//!   end can attach (lists and metalinks rendered into its ring),
 //!   reload, shutdown, signals.
 //! - [`accesslog`]: MirrorManager-format access log, reopened on signal.
 //! - [`app`]: wires the above together for `main`.

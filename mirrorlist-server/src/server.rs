@@ -526,6 +526,7 @@ async fn serve_connection(
         frames = conn.frames,
         shared_bodies = stats.shared,
         region_full = stats.full,
+        streamed_bodies = stats.streamed,
         "connection closed"
     );
 }
@@ -712,8 +713,9 @@ fn answer_frames(
                 }
             }
             Ok(req) => {
-                // Lists and metalinks are rendered straight into the shared
-                // region if there is one with room, everything else into
+                // Lists and metalinks are rendered into the shared region
+                // (in place, or aside and streamed there; see shm.rs) if
+                // there is one with room, everything else into
                 // the frame (and a large body there is moved to the region
                 // if it has room by now).
                 let mut start = protocol::begin_reply(frame.id, wbuf);
