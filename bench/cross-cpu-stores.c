@@ -9,9 +9,7 @@
  * A writer pinned to CPU 0 fills 64 KB blocks in turn through a ring of
  * RING_KB of shared memory; a reader pinned to CPU 1 reads each block
  * after it is written, then hands the turn back. Prints the mean time of
- * one block's write and read over SECONDS. bench/run measures rings of
- * 64 KB and 8 MB at its start and end, to show where the host had put
- * the two CPUs during the run. With RING_KB 64 every block
+ * one block's write and read over SECONDS. With RING_KB 64 every block
  * is written right after the other CPU read it; with a ring of a few MB
  * the lines have left that CPU's cache by then. BENCHMARKS.md, fifteenth
  * session. */
