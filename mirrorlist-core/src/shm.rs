@@ -444,6 +444,8 @@ impl Ring {
     /// such block is free.
     fn allocate(&mut self, max: usize) -> Option<usize> {
         let need = (BLOCK_HEADER + max).next_multiple_of(BLOCK_ALIGN);
+        // Again after `put_with`'s: on the streamed path a whole render
+        // has passed since, and the front end may have released more.
         self.reclaim();
         let mut placed = None;
         if need <= self.region.len {
